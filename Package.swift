@@ -1,0 +1,114 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Ferry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "Frontend", targets: ["Frontend"]),
+        .executable(name: "Backend", targets: ["Backend"]),
+        .executable(name: "Producer", targets: ["Producer"]),
+        .executable(name: "Consumer", targets: ["Consumer"]),
+        .executable(name: "ProcessingUnit", targets: ["ProcessingUnit"]),
+        .executable(name: "ferry-zip", targets: ["FerryZipTool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0",
+                 traits: [.defaults, "CommandLineArguments"]),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: - Services
+
+        /// Web pages, static assets and the /api/* proxy to the Backend.
+        .executableTarget(name: "Frontend", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        /// REST API, users, SQLite, upload intake and the job-event consumer.
+        .executableTarget(name: "Backend", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        /// HTTP → RabbitMQ publisher with publisher confirms.
+        .executableTarget(name: "Producer", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        /// RabbitMQ consumer that dispatches jobs to its ProcessingUnit and relays events.
+        .executableTarget(name: "Consumer", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        /// Runs jobs: unzip, Python environment, code.py, zipped output.
+        .executableTarget(name: "ProcessingUnit", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+
+        // MARK: - Tools
+
+        /// `ferry-zip`: lists, extracts and creates archives with Ferry's zip wrapper (operators, tests).
+        .executableTarget(
+            name: "FerryZipTool",
+            dependencies: ["FerryZip", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Shared libraries
+
+        /// Contracts between the services: job messages, job events, statuses, topology and configuration keys.
+        .target(name: "FerryContracts", swiftSettings: swiftSettings),
+        /// What every service executable shares: configuration, logging, the health route and the run loop.
+        .target(
+            name: "FerryService",
+            dependencies: [
+                "FerryContracts",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - C library wrappers (the only targets that import the C modules)
+
+        /// AMQP 0-9-1 over rabbitmq-c: connections on their own threads, confirms, consumers.
+        .target(
+            name: "FerryAMQP",
+            dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        /// Zip archives over libzip: listing from the central directory, capped streaming extraction, creation.
+        .target(name: "FerryZip", dependencies: ["CZip"], swiftSettings: swiftSettings),
+        /// HTTP client over libcurl: JSON, streamed files, timeouts, connection reuse.
+        .target(
+            name: "FerryHTTPClient",
+            dependencies: [
+                "CCurl",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - System libraries (module.modulemap + shim.h only)
+
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // MARK: - Tests
+
+        /// Unit and local integration tests: contracts, zip, HTTP client, service routers and processes.
+        .testTarget(
+            name: "FerryTests",
+            dependencies: [
+                "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient",
+                "Frontend", "Backend", "Producer", "Consumer", "ProcessingUnit",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Tests against a real RabbitMQ broker (scripts/test starts one; they fail without it).
+        .testTarget(
+            name: "BrokerTests",
+            dependencies: ["FerryAMQP", "FerryContracts"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

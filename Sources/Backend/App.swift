@@ -1,0 +1,8 @@
+import FerryService
+
+/// Ferry's REST API: users, jobs, uploads, and the consumer of job events.
+@main struct BackendMain {
+    static func main() async {
+        await runFerryService { try buildBackend(reader: .ferry()) }
+    }
+}

@@ -1,0 +1,5 @@
+#ifndef FERRY_CZIP_SHIM_H
+#define FERRY_CZIP_SHIM_H
+#include <zip.h>
+#include <sys/stat.h>
+#endif

@@ -1,0 +1,173 @@
+import CRabbitMQ
+import Foundation
+
+extension AMQPConnection {
+    enum FrameWait {
+        case frame(amqp_frame_t)
+        case timedOut
+    }
+
+    /// Waits up to `timeout` for the next frame. rabbitmq-c answers heartbeats inside this call.
+    /// A failed read ends the connection and throws `connectionLost`.
+    func waitForFrame(timeout: Duration) throws -> FrameWait {
+        var frame = amqp_frame_t()
+        var wait = timeval(timeout)
+        let status = amqp_simple_wait_frame_noblock(state, &frame, &wait)
+        if status == AMQP_STATUS_OK.rawValue { return .frame(frame) }
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return .timedOut }
+        let error = AMQPError(.connectionLost, "reading from the broker failed: \(Self.describe(status: status))")
+        end(error)
+        throw error
+    }
+
+    /// Schedules the pump: right away while consumers wait for deliveries, otherwise after a second
+    /// (often enough for heartbeats and to notice a closed socket on an idle connection).
+    func schedulePump(idle: Bool = false) {
+        let work: @Sendable () -> Void = { [weak self] in self?.pump() }
+        if idle {
+            queue.asyncAfter(deadline: .now() + 1, execute: work)
+        } else {
+            queue.async(execute: work)
+        }
+    }
+
+    /// Reads every frame that is ready, waiting at most one poll interval for the first one while
+    /// consumers are active, then yields the queue to other work and schedules itself again.
+    private func pump() {
+        guard isOpen else { return }
+        var timeout: Duration = consumers.isEmpty ? .zero : options.pollInterval
+        do {
+            while isOpen, case .frame(let frame) = try waitForFrame(timeout: timeout) {
+                handle(frame)
+                timeout = .zero
+            }
+        } catch {
+            return  // waitForFrame ended the connection
+        }
+        if isOpen { schedulePump(idle: consumers.isEmpty) }
+    }
+
+    /// Handles a frame that arrived outside a synchronous call: a delivery, a channel or connection
+    /// close, a consumer cancel by the broker, flow control, or a late confirm (ignored).
+    func handle(_ frame: amqp_frame_t) {
+        defer { amqp_maybe_release_buffers(state) }
+        guard frame.frame_type == FERRY_FRAME_METHOD else { return }
+        let method = frame.payload.method
+        switch method.id {
+        case FERRY_BASIC_DELIVER:
+            deliver(method.decoded!.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee, channel: frame.channel)
+        case FERRY_BASIC_RETURN:
+            let returned = method.decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            logger.warning("broker returned an unroutable message", metadata: ["amqp.routing_key": "\(String(bytes: returned.routing_key))"])
+            _ = try? readMessage(channel: frame.channel)
+        case FERRY_BASIC_CANCEL:
+            let cancel = method.decoded!.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            let tag = String(bytes: cancel.consumer_tag)
+            consumers.removeValue(forKey: tag)?.finish(throwing: AMQPError(.consumerCanceled, "the broker canceled consumer \(tag) (was its queue deleted?)"))
+        case FERRY_CHANNEL_CLOSE:
+            channelClosed(method.decoded!.assumingMemoryBound(to: amqp_channel_close_t.self).pointee)
+        case FERRY_CONNECTION_CLOSE:
+            connectionClosed(method.decoded!.assumingMemoryBound(to: amqp_connection_close_t.self).pointee)
+        case FERRY_CONNECTION_BLOCKED:
+            logger.warning("the broker blocks publishing (memory or disk alarm); confirms will wait")
+        case FERRY_CONNECTION_UNBLOCKED:
+            logger.notice("the broker accepts publishing again")
+        default:
+            break  // late publisher confirms after a timeout, and methods Ferry does not use
+        }
+    }
+
+    /// Reads the content header and body frames that follow a deliver or return method.
+    func readMessage(channel: amqp_channel_t) throws -> (body: [UInt8], properties: AMQPProperties) {
+        var message = amqp_message_t()
+        let reply = amqp_read_message(state, channel, &message, 0)
+        guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+            let error = AMQPError(.connectionLost, "reading a message body failed: \(Self.describe(reply))")
+            end(error)
+            throw error
+        }
+        defer { amqp_destroy_message(&message) }
+        return ([UInt8](bytes: message.body), AMQPProperties(message.properties))
+    }
+
+    private func deliver(_ deliver: amqp_basic_deliver_t, channel: amqp_channel_t) {
+        let tag = String(bytes: deliver.consumer_tag)
+        let deliveryTag = deliver.delivery_tag
+        let redelivered = deliver.redelivered != 0
+        let exchange = String(bytes: deliver.exchange)
+        let routingKey = String(bytes: deliver.routing_key)
+        guard let (body, properties) = try? readMessage(channel: channel) else { return }
+        guard let consumer = consumers[tag] else {
+            // The stream was dropped; hand the message back so another consumer gets it.
+            amqp_basic_reject(state, channel, deliveryTag, 1)
+            return
+        }
+        consumer.yield(AMQPDelivery(
+            body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
+            exchange: exchange, routingKey: routingKey, consumerTag: tag, channelGeneration: channelGeneration
+        ))
+    }
+
+    /// The broker closed the channel (a failed declare, an ack of an unknown tag): acknowledge the close,
+    /// end the consumers that lived on it, and reopen it so the connection stays usable.
+    @discardableResult
+    func channelClosed(_ close: amqp_channel_close_t) -> AMQPError {
+        let error = AMQPError(.channelClosed, "\(close.reply_code) \(String(bytes: close.reply_text))", replyCode: Int(close.reply_code))
+        var closeOK = amqp_channel_close_ok_t(dummy: 0)
+        amqp_send_method(state, channel, FERRY_CHANNEL_CLOSE_OK, &closeOK)
+        for continuation in consumers.values { continuation.finish(throwing: error) }
+        consumers.removeAll()
+        do {
+            try openChannel()
+        } catch {
+            end(AMQPError(.connectionLost, "reopening the channel failed: \(error)"))
+        }
+        return error
+    }
+
+    /// The broker closed the connection (shutdown, `rabbitmqctl close_connection`, a fatal error).
+    @discardableResult
+    func connectionClosed(_ close: amqp_connection_close_t) -> AMQPError {
+        let error = AMQPError(
+            .connectionLost, "the broker closed the connection: \(close.reply_code) \(String(bytes: close.reply_text))",
+            replyCode: Int(close.reply_code)
+        )
+        var closeOK = amqp_connection_close_ok_t(dummy: 0)
+        amqp_send_method(state, 0, FERRY_CONNECTION_CLOSE_OK, &closeOK)
+        end(error)
+        return error
+    }
+
+    /// Maps the reply of a synchronous call to an error. Library failures (timeouts, socket errors)
+    /// end the connection: its protocol state is unknown afterwards.
+    func check(_ reply: amqp_rpc_reply_t, _ context: @autoclosure () -> String) throws {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_SERVER_EXCEPTION where reply.reply.id == FERRY_CHANNEL_CLOSE:
+            let error = channelClosed(reply.reply.decoded!.assumingMemoryBound(to: amqp_channel_close_t.self).pointee)
+            throw AMQPError(error.code, "\(context()): \(error.message)", replyCode: error.replyCode)
+        case AMQP_RESPONSE_SERVER_EXCEPTION where reply.reply.id == FERRY_CONNECTION_CLOSE:
+            let error = connectionClosed(reply.reply.decoded!.assumingMemoryBound(to: amqp_connection_close_t.self).pointee)
+            throw AMQPError(error.code, "\(context()): \(error.message)", replyCode: error.replyCode)
+        default:
+            let timedOut = reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && reply.library_error == AMQP_STATUS_TIMEOUT.rawValue
+            let error = AMQPError(timedOut ? .timedOut : .connectionLost, "\(context()): \(Self.describe(reply))")
+            end(error)
+            throw error
+        }
+    }
+
+    static func describe(status: Int32) -> String {
+        String(cString: amqp_error_string2(status))
+    }
+
+    static func describe(_ reply: amqp_rpc_reply_t) -> String {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL: "ok"
+        case AMQP_RESPONSE_NONE: "no reply (missing RPC reply type)"
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION: describe(status: reply.library_error)
+        default: "server exception (method \(String(reply.reply.id, radix: 16)))"
+        }
+    }
+}

@@ -1,0 +1,34 @@
+/// How a connection behaves: timeouts for every blocking wait, heartbeats, and its name in the broker.
+public struct AMQPConnectionOptions: Sendable {
+    /// Shown in the management UI's connection list, e.g. `ferry-consumer@host`.
+    public var name: String
+    /// Seconds between heartbeats; a peer that is silent for two intervals is declared lost.
+    public var heartbeatSeconds: Int
+    /// TCP connect and AMQP handshake (login) must finish within this.
+    public var connectTimeout: Duration
+    /// Every synchronous AMQP method (declare, bind, qos, consume, close) must be answered within this.
+    public var rpcTimeout: Duration
+    /// A published message must be confirmed by the broker within this.
+    public var confirmTimeout: Duration
+    /// How long one wait for deliveries blocks the connection's queue before other work gets a turn.
+    public var pollInterval: Duration
+
+    public init(
+        name: String = "ferry", heartbeatSeconds: Int = 15, connectTimeout: Duration = .seconds(5),
+        rpcTimeout: Duration = .seconds(10), confirmTimeout: Duration = .seconds(30), pollInterval: Duration = .milliseconds(20)
+    ) {
+        self.name = name
+        self.heartbeatSeconds = heartbeatSeconds
+        self.connectTimeout = connectTimeout
+        self.rpcTimeout = rpcTimeout
+        self.confirmTimeout = confirmTimeout
+        self.pollInterval = pollInterval
+    }
+}
+
+extension Duration {
+    var timeInterval: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,82 @@
+import FerryAMQP
+import Foundation
+import Testing
+
+@Suite("AMQP against a real RabbitMQ")
+struct AMQPConnectionTests {
+    @Test func publishConfirmConsumeAckRoundTrip() async throws {
+        let publisher = try await Broker.connect("ferry-tests-publisher")
+        let consumerConnection = try await Broker.connect("ferry-tests-consumer")
+        let queue = Broker.uniqueName("roundtrip")
+        try await publisher.declareQueue(queue, arguments: ["x-queue-type": "quorum"])
+
+        let body = Array(#"{"jobID":"j-1"}"#.utf8)
+        let properties = AMQPProperties(contentType: "application/json", messageID: "j-1", headers: ["attempt": 1, "note": "first"])
+        try await publisher.publish(body, routingKey: queue, properties: properties)
+        #expect(try await publisher.inspectQueue(queue).messageCount == 1)
+
+        let consumer = try await consumerConnection.consume(queue: queue, prefetch: 1)
+        let delivery = try #require(try await take(1, from: consumer).first)
+        #expect(delivery.body == body)
+        #expect(delivery.properties.contentType == "application/json")
+        #expect(delivery.properties.messageID == "j-1")
+        #expect(delivery.properties.persistent)
+        #expect(delivery.properties.headers["attempt"] == .int(1))
+        #expect(delivery.properties.headers["note"]?.stringValue == "first")
+        #expect(!delivery.redelivered)
+        try await consumerConnection.ack(delivery)
+        try await consumerConnection.close()
+
+        // Acknowledged means gone: a new consumer finds nothing, and the queue is empty.
+        let again = try await Broker.connect("ferry-tests-consumer-2")
+        let second = try await again.consume(queue: queue, prefetch: 1)
+        await #expect(throws: TimedOut.self) { _ = try await take(1, from: second, within: 1.5) }
+        #expect(try await publisher.inspectQueue(queue).messageCount == 0)
+        try await again.close()
+        try await publisher.deleteQueue(queue)
+        try await publisher.close()
+    }
+
+    @Test func unacknowledgedMessageIsRedeliveredAfterItsConsumerConnectionCloses() async throws {
+        let admin = try await Broker.connect()
+        let queue = Broker.uniqueName("redeliver")
+        try await admin.declareQueue(queue, arguments: ["x-queue-type": "quorum"])
+        try await admin.publish(Array("job-7".utf8), routingKey: queue)
+
+        let first = try await Broker.connect("ferry-tests-first")
+        let firstDelivery = try #require(try await take(1, from: try await first.consume(queue: queue, prefetch: 1)).first)
+        #expect(!firstDelivery.redelivered)
+        try await first.close()  // without acknowledging: the job must not be lost
+
+        let second = try await Broker.connect("ferry-tests-second")
+        let redelivery = try #require(try await take(1, from: try await second.consume(queue: queue, prefetch: 1)).first)
+        #expect(redelivery.body == Array("job-7".utf8))
+        #expect(redelivery.redelivered)
+        #expect(redelivery.deliveryCount >= 1)
+        try await second.ack(redelivery)
+        try await second.close()
+        try await admin.deleteQueue(queue)
+        try await admin.close()
+    }
+
+    @Test func prefetchLimitsUnacknowledgedDeliveries() async throws {
+        let connection = try await Broker.connect()
+        let queue = Broker.uniqueName("prefetch")
+        try await connection.declareQueue(queue, arguments: ["x-queue-type": "quorum"])
+        for index in 0..<5 { try await connection.publish(Array("m\(index)".utf8), routingKey: queue) }
+
+        let consumerConnection = try await Broker.connect("ferry-tests-prefetch")
+        let consumer = try await consumerConnection.consume(queue: queue, prefetch: 2)
+        let firstTwo = try await take(2, from: consumer)
+        // With two unacknowledged, the broker holds the other three back until one is acknowledged.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await connection.inspectQueue(queue).messageCount == 3)
+        try await consumerConnection.ack(firstTwo[0])
+        let third = try await take(1, from: consumer)
+        #expect(third.first?.body == Array("m2".utf8))
+        #expect(try await connection.inspectQueue(queue).messageCount == 2)
+        try await consumerConnection.close()
+        try await connection.deleteQueue(queue)
+        try await connection.close()
+    }
+}

@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# A private RabbitMQ node: its own data folder, every port on 127.0.0.1 (AMQP listener, management,
+# epmd and Erlang distribution). Sourced by scripts/test and scripts/run.
+#
+#   broker_start DIR AMQP_PORT   starts the node (or reuses the one already running in DIR) and waits until it is ready
+#   broker_stop DIR              stops the node started in DIR and its epmd
+#   broker_ctl DIR ARGS...       runs rabbitmqctl against that node
+
+RABBITMQ_BIN=/usr/lib/rabbitmq/bin
+
+# broker_env DIR: the environment that points RabbitMQ's scripts at the node in DIR.
+broker_env() {
+  local dir=$1 port
+  port=$(cat "$dir/amqp-port")
+  export HOME="$dir"                                   # the Erlang cookie lives in $HOME
+  export RABBITMQ_NODENAME="ferry$port@localhost"
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT="$port"
+  export RABBITMQ_DIST_PORT=$((port + 20000))
+  export ERL_EPMD_ADDRESS=127.0.0.1
+  export ERL_EPMD_PORT=$((port - 1000))
+  export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+  export RABBITMQ_LOG_BASE="$dir/log"
+  export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
+  export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+broker_ctl() {
+  local dir=$1; shift
+  (broker_env "$dir" && "$RABBITMQ_BIN/rabbitmqctl" "$@")
+}
+
+# broker_write_config DIR PORT: rabbitmq.conf and plugins for a loopback-only node.
+broker_write_config() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/mnesia" "$dir/log"
+  echo "$port" > "$dir/amqp-port"
+  cat > "$dir/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$port
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $((port + 10000))
+# Jobs keep their delivery unacknowledged while they run: allow a week (the longest wall time is below it).
+consumer_timeout = 604800000
+collect_statistics_interval = 1000
+log.console = false
+log.file.level = warning
+CONF
+  echo "[rabbitmq_management]." > "$dir/enabled_plugins"
+}
+
+broker_start() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  broker_write_config "$dir" "$port"
+  if broker_ctl "$dir" status >/dev/null 2>&1; then
+    echo "broker: reusing the node already running in $dir"
+    return 0
+  fi
+  echo "broker: starting RabbitMQ on 127.0.0.1:$port (data in $dir)"
+  (broker_env "$dir" && "$RABBITMQ_BIN/rabbitmq-server" -detached) > "$dir/log/start.out" 2>&1
+  local waited=0
+  until broker_ctl "$dir" await_startup --timeout 5 >/dev/null 2>&1; do
+    waited=$((waited + 1))
+    if [ "$waited" -ge 30 ]; then
+      echo "broker: RabbitMQ did not start within about 150 s; its logs are in $dir/log" >&2
+      tail -n 20 "$dir"/log/*.log "$dir/log/start.out" >&2 2>/dev/null
+      return 1
+    fi
+    sleep 1
+  done
+  echo "broker: ready"
+}
+
+broker_stop() {
+  local dir=$1
+  [ -f "$dir/amqp-port" ] || return 0
+  broker_ctl "$dir" stop >/dev/null 2>&1 || true
+  # epmd was started for this node's private port; stop it too.
+  (broker_env "$dir" && epmd -kill >/dev/null 2>&1) || true
+  # Anything left of the node (a stuck VM) goes as well.
+  pkill -f -- "-sname ferry$(cat "$dir/amqp-port")@localhost" 2>/dev/null || true
+  pkill -f -- "ferry$(cat "$dir/amqp-port")@localhost" 2>/dev/null || true
+}
