@@ -99,7 +99,7 @@ let package = Package(
             name: "FerryTests",
             dependencies: [
                 "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient",
-                "Frontend", "Backend", "Producer", "Consumer", "ProcessingUnit",
+                "Frontend", "Backend", "Producer", "Consumer", "ProcessingUnit", "FerryZipTool",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

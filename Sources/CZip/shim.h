@@ -1,5 +1,4 @@
 #ifndef FERRY_CZIP_SHIM_H
 #define FERRY_CZIP_SHIM_H
 #include <zip.h>
-#include <sys/stat.h>
 #endif

@@ -1,0 +1,36 @@
+import Foundation
+
+/// A fresh folder under the system's temporary directory, removed when the test is done with it.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init(_ label: String = "ferry-test") throws {
+        path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    func file(_ relative: String) -> String { path + "/" + relative }
+
+    /// Writes `contents` at `relative`, creating folders on the way.
+    func write(_ relative: String, _ contents: String) throws {
+        let target = file(relative)
+        try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(contents.utf8).write(to: URL(fileURLWithPath: target))
+    }
+}
+
+/// Every file and folder under `root`, relative to it, with file contents (folders map to nil).
+func snapshot(of root: String) throws -> [String: Data?] {
+    var result: [String: Data?] = [:]
+    let enumerator = FileManager.default.enumerator(atPath: root)
+    while let relative = enumerator?.nextObject() as? String {
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: root + "/" + relative, isDirectory: &isDirectory)
+        result[relative] = isDirectory.boolValue ? .some(nil) : try Data(contentsOf: URL(fileURLWithPath: root + "/" + relative))
+    }
+    return result
+}
