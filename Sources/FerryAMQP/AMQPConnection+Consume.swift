@@ -1,7 +1,8 @@
 import CRabbitMQ
 
-/// The deliveries of one consumer. It ends with an error when the connection or channel is lost;
-/// dropping it cancels the consumer and hands unacknowledged messages back to the queue.
+/// The deliveries of one consumer. It ends with an error when the connection or channel is lost.
+/// Dropping it cancels the consumer: later deliveries go back to the queue at once, and the ones it had
+/// received but not settled return when the connection closes (settling them stays possible until then).
 public struct AMQPConsumer: AsyncSequence, Sendable {
     public typealias Element = AMQPDelivery
     public let tag: String

@@ -33,11 +33,13 @@ struct ExtractCommand: ParsableCommand {
     @Argument(help: "The folder to extract into (created if missing).") var folder: String
     @Option(help: "Refuse more than this many bytes in total.") var maxBytes: UInt64 = 4 << 30
     @Option(help: "Refuse more than this many entries.") var maxEntries: Int = 20_000
+    @OptionGroup var statistics: StatisticsOptions
 
     func run() throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let written = try ZipReader(path: archive).extractAll(into: folder, limits: .init(maxEntries: maxEntries, maxTotalBytes: maxBytes))
         print("extracted \(written) bytes into \(folder)")
+        statistics.report()
     }
 }
 
@@ -46,10 +48,27 @@ struct CreateCommand: ParsableCommand {
 
     @Argument(help: "The folder whose contents are zipped.") var folder: String
     @Argument(help: "The archive to write.") var archive: String
+    @OptionGroup var statistics: StatisticsOptions
 
     func run() throws {
         let summary = try ZipWriter.archive(folder: folder, to: archive)
         print("wrote \(archive): \(summary.files) files, \(summary.directories) folders, \(summary.archiveBytes) bytes")
         for skipped in summary.skipped { print("skipped (not a regular file): \(skipped)") }
+        statistics.report()
+    }
+}
+
+struct StatisticsOptions: ParsableArguments {
+    @Flag(help: "Print this process's peak memory (resident set high-water mark) when done.")
+    var stats = false
+
+    /// VmHWM of this process's own address space: unlike rusage seen by a parent that spawned it
+    /// with vfork, it never includes the parent's memory.
+    func report() {
+        guard stats else { return }
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+        let kibibytes = line.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        print("peak-memory-bytes: \(kibibytes * 1024)")
     }
 }

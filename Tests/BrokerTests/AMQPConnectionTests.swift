@@ -79,4 +79,17 @@ struct AMQPConnectionTests {
         try await connection.deleteQueue(queue)
         try await connection.close()
     }
+
+    /// A job keeps its delivery unacknowledged for hours; the connection must stay up while nothing
+    /// else happens on it. With a 1 s heartbeat, the broker closes a silent connection after about 2 s.
+    @Test func idleConnectionStaysAliveThroughHeartbeats() async throws {
+        let connection = try await Broker.connect("ferry-tests-heartbeat", options: .init(heartbeatSeconds: 1))
+        let queue = Broker.uniqueName("heartbeat")
+        try await connection.declareQueue(queue, exclusive: true)
+        try await Task.sleep(for: .seconds(4))
+        #expect(connection.isConnected)
+        try await connection.publish(Array("still here".utf8), routingKey: queue)
+        #expect(try await connection.inspectQueue(queue).messageCount == 1)
+        try await connection.close()
+    }
 }

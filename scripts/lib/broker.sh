@@ -77,10 +77,10 @@ broker_start() {
 broker_stop() {
   local dir=$1
   [ -f "$dir/amqp-port" ] || return 0
-  broker_ctl "$dir" stop >/dev/null 2>&1 || true
+  # With the pid file, rabbitmqctl waits until the Erlang VM has exited.
+  broker_ctl "$dir" stop "$dir/rabbitmq.pid" >/dev/null 2>&1 || true
+  # A node that did not answer is killed; its command line names its private home folder.
+  pkill -KILL -f -- "-home $dir " 2>/dev/null || true
   # epmd was started for this node's private port; stop it too.
   (broker_env "$dir" && epmd -kill >/dev/null 2>&1) || true
-  # Anything left of the node (a stuck VM) goes as well.
-  pkill -f -- "-sname ferry$(cat "$dir/amqp-port")@localhost" 2>/dev/null || true
-  pkill -f -- "ferry$(cat "$dir/amqp-port")@localhost" 2>/dev/null || true
 }

@@ -131,7 +131,6 @@ struct HTTPClientTests {
 
     @Test func unreachableServiceAndBadURLsSayWhatFailed() async throws {
         let client = HTTPClient(configuration: .init(connectTimeout: .seconds(2)))
-        defer { Task { try await client.shutdown() } }
         let port = try unusedPort()
         let refused = await #expect(throws: HTTPClientError.self) { try await client.execute(.init(url: "http://127.0.0.1:\(port)/health")) }
         #expect(refused?.code == .connectFailed)
@@ -142,5 +141,6 @@ struct HTTPClientTests {
             try await client.execute(.init(method: "POST", url: "http://127.0.0.1:\(port)/upload", body: .file(path: "/nonexistent/bundle.zip")))
         }
         #expect(missingFile?.code == .file)
+        try await client.shutdown()
     }
 }

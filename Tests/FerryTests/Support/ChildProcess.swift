@@ -1,38 +1,33 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// Runs a program as a child process and reports how it ended and its peak memory, read with
-/// wait4 so that it is the child's own figure, not the test process's.
+/// Runs a program as a child process and collects its exit status and standard output.
 struct ChildProcess {
     struct Outcome {
         var status: Int32
-        /// Peak resident set size in bytes.
-        var peakMemory: Int
+        var output: String
+
+        /// The `peak-memory-bytes:` line that `ferry-zip --stats` prints, measured inside the child.
+        var peakMemory: Int? {
+            output.split(separator: "\n").first { $0.hasPrefix("peak-memory-bytes:") }
+                .flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
     }
 
     static func run(_ executable: String, _ arguments: [String]) async throws -> Outcome {
-        try await withCheckedThrowingContinuation { continuation in
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try runBlocking(executable, arguments) })
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: data)
             }
         }
-    }
-
-    private static func runBlocking(_ executable: String, _ arguments: [String]) throws -> Outcome {
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, nil, nil, argv, environ)
-        guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .ENOENT) }
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 {
-            guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECHILD) }
-        }
-        let exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        return Outcome(status: exitStatus, peakMemory: usage.ru_maxrss * 1024)
+        return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
     }
 }
 

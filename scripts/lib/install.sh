@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Installs the Debian packages Ferry needs when they are missing. Sourced by scripts/test and scripts/run.
+
+# Build and run: the C libraries the Swift wrappers link, pkg-config to find them, and the broker.
+FERRY_PACKAGES=(pkg-config librabbitmq-dev libzip-dev libcurl4-openssl-dev rabbitmq-server procps curl)
+
+ferry_install_packages() {
+  local missing=() package
+  for package in "${FERRY_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+      command -v sudo >/dev/null || { echo "install: missing ${missing[*]}; run as root or install them" >&2; return 1; }
+      sudo=sudo
+    fi
+    echo "install: ${missing[*]}"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # Debian starts rabbitmq-server's system service on install; Ferry runs its own node instead.
+    $sudo env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    $sudo systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+  fi
+  if ! command -v swift >/dev/null; then
+    echo "install: Swift 6 is not on PATH. Install the Swift toolchain from swift.org (it is not a Debian package) and retry." >&2
+    return 1
+  fi
+}
