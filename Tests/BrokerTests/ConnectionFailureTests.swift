@@ -77,6 +77,20 @@ struct ConnectionFailureTests {
         try await connection.close()
     }
 
+    @Test func messageRefusedByTheBrokerIsANack() async throws {
+        let connection = try await Broker.connect()
+        let queue = Broker.uniqueName("full")
+        // A classic queue enforces the length limit exactly (a quorum queue only approximately).
+        try await connection.declareQueue(queue, exclusive: true, arguments: ["x-max-length": 1, "x-overflow": "reject-publish"])
+        try await connection.publish(Array("first".utf8), routingKey: queue)
+        let error = await #expect(throws: AMQPError.self) { try await connection.publish(Array("second".utf8), routingKey: queue) }
+        #expect(error?.code == .nacked)
+        // The nack concerns that message only: the connection goes on, and the queue holds the first.
+        #expect(connection.isConnected)
+        #expect(try await connection.inspectQueue(queue).messageCount == 1)
+        try await connection.close()
+    }
+
     @Test func invalidURLsAreRefusedWithAHint() throws {
         #expect(throws: AMQPError.self) { try AMQPURL("http://localhost") }
         #expect(throws: AMQPError.self) { try AMQPURL("amqp://") }
