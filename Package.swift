@@ -24,6 +24,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // MARK: - Services
@@ -31,13 +36,34 @@ let package = Package(
         /// Web pages, static assets and the /api/* proxy to the Backend.
         .executableTarget(name: "Frontend", dependencies: ["FerryService"], swiftSettings: swiftSettings),
         /// REST API, users, SQLite, upload intake and the job-event consumer.
-        .executableTarget(name: "Backend", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Backend",
+            dependencies: [
+                "FerryService", "FerryBroker", "FerryBundle", "FerryHTTPClient",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// HTTP → RabbitMQ publisher with publisher confirms.
-        .executableTarget(name: "Producer", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "Producer", dependencies: ["FerryService", "FerryBroker"], swiftSettings: swiftSettings),
         /// RabbitMQ consumer that dispatches jobs to its ProcessingUnit and relays events.
-        .executableTarget(name: "Consumer", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Consumer", dependencies: ["FerryService", "FerryBroker", "FerryHTTPClient"], swiftSettings: swiftSettings
+        ),
         /// Runs jobs: unzip, Python environment, code.py, zipped output.
-        .executableTarget(name: "ProcessingUnit", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ProcessingUnit",
+            dependencies: [
+                "FerryService", "FerryBundle", "FerryZip",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: - Tools
 
@@ -52,11 +78,19 @@ let package = Package(
 
         /// Contracts between the services: job messages, job events, statuses, topology and configuration keys.
         .target(name: "FerryContracts", swiftSettings: swiftSettings),
+        /// Ferry's RabbitMQ topology and the reconnecting publisher and consumer the services use.
+        .target(
+            name: "FerryBroker",
+            dependencies: ["FerryAMQP", "FerryContracts", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        /// The bundle rules: finding the project, code.py and requirements.txt in an uploaded zip.
+        .target(name: "FerryBundle", dependencies: ["FerryZip"], swiftSettings: swiftSettings),
         /// What every service executable shares: configuration, logging, the health route and the run loop.
         .target(
             name: "FerryService",
             dependencies: [
-                "FerryContracts",
+                "FerryContracts", "FerryAMQP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,11 +128,13 @@ let package = Package(
 
         // MARK: - Tests
 
+        /// Helpers shared by the test suites: temporary folders, free ports, service processes, raw zips.
+        .target(name: "FerryTestSupport", dependencies: ["FerryHTTPClient"], path: "Tests/FerryTestSupport", swiftSettings: swiftSettings),
         /// Unit and local integration tests: contracts, zip, HTTP client, service routers and processes.
         .testTarget(
             name: "FerryTests",
             dependencies: [
-                "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient",
+                "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient", "FerryBundle", "FerryTestSupport",
                 "Frontend", "Backend", "Producer", "Consumer", "ProcessingUnit", "FerryZipTool",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
@@ -107,7 +143,13 @@ let package = Package(
         /// Tests against a real RabbitMQ broker (scripts/test starts one; they fail without it).
         .testTarget(
             name: "BrokerTests",
-            dependencies: ["FerryAMQP", "FerryContracts"],
+            dependencies: ["FerryAMQP", "FerryContracts", "FerryBroker"],
+            swiftSettings: swiftSettings
+        ),
+        /// The whole stack as processes with the real broker, driven through the public API.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["FerryHTTPClient", "FerryZip", "FerryContracts", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

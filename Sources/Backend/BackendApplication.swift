@@ -1,5 +1,10 @@
 import Configuration
+import FerryAMQP
+import FerryBroker
+import FerryContracts
+import FerryHTTPClient
 import FerryService
+import Foundation
 import Hummingbird
 import Logging
 
@@ -7,15 +12,40 @@ import Logging
 let defaultBackendPort = 8081
 
 /// Builds the backend service from configuration.
-func buildBackend(reader: ConfigReader) throws -> some ApplicationProtocol {
+func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "backend", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultBackendPort)
-    return buildServiceApplication(service: "backend", router: buildBackendRouter(), http: http, logger: logger)
+    guard let data = reader.string(forKey: ConfigKey(ConfigurationKeys.dataDirectory)) else {
+        throw ConfigurationError(key: ConfigurationKeys.dataDirectory, message: "is required: the shared volume with bundles, jobs and results")
+    }
+    var settings = JobSettings(dataDirectory: data)
+    settings.maxUploadBytes = reader.int(forKey: "limits.upload-bytes", default: settings.maxUploadBytes)
+    settings.defaultTimeLimit = reader.int(forKey: "limits.time-default", default: settings.defaultTimeLimit)
+    settings.maxTimeLimit = reader.int(forKey: "limits.time-max", default: settings.maxTimeLimit)
+    settings.defaultMemoryLimit = reader.int(forKey: "limits.memory-default", default: settings.defaultMemoryLimit)
+    settings.maxMemoryLimit = reader.int(forKey: "limits.memory-max", default: settings.maxMemoryLimit)
+    try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
+
+    let databasePath = reader.string(forKey: "database.path", default: data + "/backend/ferry.sqlite")
+    let store = try await JobStore.open(path: databasePath, logger: logger)
+    let bcryptCost = reader.int(forKey: "auth.bcrypt-cost", default: 12)
+    guard (4...31).contains(bcryptCost) else { throw ConfigurationError(key: "auth.bcrypt-cost", message: "\(bcryptCost); use 4-31 (12 is a good default)") }
+    let producerURL = reader.string(forKey: ConfigKey(ConfigurationKeys.producerURL), default: "http://127.0.0.1:8082")
+    let queue = ProducerQueue(producerURL: producerURL, http: HTTPClient(logger: logger))
+    let events = EventApplier(
+        link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
+        store: store, logger: logger
+    )
+    let router = buildBackendRouter(store: store, queue: queue, settings: settings, bcryptCost: UInt8(bcryptCost), logger: logger)
+    return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events], logger: logger)
 }
 
 /// The backend service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildBackendRouter() -> Router<BasicRequestContext> {
-    let router = Router()
+func buildBackendRouter(store: JobStore, queue: any JobQueue, settings: JobSettings, bcryptCost: UInt8, logger: Logger) -> Router<BackendContext> {
+    let router = Router(context: BackendContext.self)
     router.addHealthRoute(service: "backend")
+    router.add(middleware: BearerAuthenticator(store: store))
+    AuthController(store: store, bcryptCost: bcryptCost).register(to: router)
+    JobsController(store: store, queue: queue, settings: settings, logger: logger).register(to: router)
     return router
 }

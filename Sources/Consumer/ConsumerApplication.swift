@@ -1,5 +1,10 @@
 import Configuration
+import FerryAMQP
+import FerryBroker
+import FerryContracts
+import FerryHTTPClient
 import FerryService
+import Foundation
 import Hummingbird
 import Logging
 
@@ -10,7 +15,18 @@ let defaultConsumerPort = 8083
 func buildConsumer(reader: ConfigReader) throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "consumer", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultConsumerPort)
-    return buildServiceApplication(service: "consumer", router: buildConsumerRouter(), http: http, logger: logger)
+    let url = try AMQPURL(reader: reader)
+    let unitURL = reader.string(forKey: ConfigKey(ConfigurationKeys.unitURL), default: "http://127.0.0.1:8084")
+    let slots = reader.int(forKey: ConfigKey(ConfigurationKeys.unitSlots), default: 2)
+    guard (1...256).contains(slots) else {
+        throw ConfigurationError(key: ConfigurationKeys.unitSlots, message: "\(slots) slots; use 1-256")
+    }
+    let dispatcher = JobDispatcher(
+        jobs: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-jobs"), logger: logger),
+        events: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-events"), logger: logger),
+        unitURL: unitURL, slots: UInt16(slots), unitName: unitURL, http: HTTPClient(logger: logger), logger: logger
+    )
+    return buildServiceApplication(service: "consumer", router: buildConsumerRouter(), http: http, services: [dispatcher], logger: logger)
 }
 
 /// The consumer service's routes; its dependencies are parameters so that tests can pass fakes.

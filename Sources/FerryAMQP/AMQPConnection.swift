@@ -141,7 +141,8 @@ public final class AMQPConnection: @unchecked Sendable {
         errno = 0
         let status = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &connectTimeout)
         if status != AMQP_STATUS_OK.rawValue {
-            let osReason = errno != 0 ? " (\(String(cString: strerror(errno))))" : ""
+            // rabbitmq-c leaves errno as the non-blocking connect left it; EINPROGRESS explains nothing.
+            let osReason = errno != 0 && errno != EINPROGRESS ? " (\(String(cString: strerror(errno))))" : ""
             let timedOut = status == AMQP_STATUS_TIMEOUT.rawValue
             throw AMQPError(
                 timedOut ? .timedOut : .connectFailed,

@@ -17,14 +17,16 @@ extension ZipReader {
     /// checked before anything is written; symlinks, devices and encrypted entries are refused; the
     /// real bytes are counted against `limits` while they are written. Returns the bytes written.
     @discardableResult
-    public func extractAll(into folder: String, limits: ZipExtractionLimits = .init()) throws -> UInt64 {
+    public func extractAll(
+        into folder: String, limits: ZipExtractionLimits = .init(), including include: (ZipEntry) -> Bool = { _ in true }
+    ) throws -> UInt64 {
         guard entries.count <= limits.maxEntries else {
             throw ZipError(.limitExceeded, "the archive has \(entries.count) entries; at most \(limits.maxEntries) are allowed")
         }
         var planned: [(ZipEntry, [String])] = []
         var seen = Set<[String]>()
         var declared: UInt64 = 0
-        for entry in entries {
+        for entry in entries where include(entry) {
             let components = try ZipPath.components(of: entry.name)
             guard !components.isEmpty else { continue }
             switch entry.kind {

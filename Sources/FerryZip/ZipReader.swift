@@ -159,3 +159,13 @@ public final class ZipReader {
         }
     }
 }
+
+extension ZipReader {
+    /// Reads a small entry (a requirements file) into memory, with the same size checks as `extract`.
+    public func contents(of entry: ZipEntry, maxBytes: Int) throws -> [UInt8] {
+        let temporary = NSTemporaryDirectory() + "ferry-entry-\(UUID().uuidString)"
+        defer { unlink(temporary) }
+        try extract(entry, to: temporary, maxBytes: UInt64(maxBytes), permissions: 0o600)
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: temporary)))
+    }
+}

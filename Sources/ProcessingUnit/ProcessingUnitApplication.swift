@@ -1,5 +1,7 @@
 import Configuration
+import FerryContracts
 import FerryService
+import Foundation
 import Hummingbird
 import Logging
 
@@ -7,15 +9,60 @@ import Logging
 let defaultProcessingUnitPort = 8084
 
 /// Builds the processing-unit service from configuration.
-func buildProcessingUnit(reader: ConfigReader) throws -> some ApplicationProtocol {
+func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "processing-unit", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProcessingUnitPort)
-    return buildServiceApplication(service: "processing-unit", router: buildProcessingUnitRouter(), http: http, logger: logger)
+    let settings = try UnitSettings(reader: reader, port: http.port)
+    for folder in [settings.jobs, settings.results, settings.environments] {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+    let pythonVersion = try await pythonVersion(settings.python)
+    logger.info("python \(pythonVersion), environments with \(settings.uv == nil ? "venv + pip" : "uv")")
+    let registry = RunRegistry()
+    let runner = JobRunner(settings: settings, environments: EnvironmentCache(settings: settings, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
+    let executor = JobExecutor(runner: runner, registry: registry)
+    return buildServiceApplication(
+        service: "processing-unit", router: buildProcessingUnitRouter(executor: executor, registry: registry), http: http,
+        services: [executor], logger: logger
+    )
+}
+
+/// `3.11.7`, from the interpreter itself; part of every environment's cache key.
+func pythonVersion(_ python: String) async throws -> String {
+    let output = NSTemporaryDirectory() + "ferry-python-version-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: output) }
+    let outcome = try await ChildRun(
+        executable: UnitSettings.find(python) ?? python, arguments: ["-c", "import sys; print(sys.version.split()[0])"], directory: "/",
+        environment: ["PATH": "/usr/local/bin:/usr/bin:/bin"], standardOutput: output, standardError: output, timeout: .seconds(30)
+    ).run()
+    let text = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    guard outcome.exitCode == 0, !text.isEmpty else {
+        throw ConfigurationError(key: "python.path", message: "\(python) does not run (\(text)); install Python 3 or point python.path at it")
+    }
+    return text
 }
 
 /// The processing-unit service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProcessingUnitRouter() -> Router<BasicRequestContext> {
+func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry) -> Router<BasicRequestContext> {
     let router = Router()
     router.addHealthRoute(service: "processing-unit")
+    /// Starts a run (or attaches to the existing one) and answers its state.
+    router.post("/internal/v1/runs") { request, context -> RunState in
+        let message = try await request.decode(as: JobMessage.self, context: context)
+        return await executor.submit(message)
+    }
+    /// A run's state; with `after=<status>` it waits (up to `wait` seconds) until the status differs.
+    router.get("/internal/v1/runs/{id}") { request, context -> RunState in
+        let id = try context.parameters.require("id")
+        var state = await registry.state(of: id)
+        if let after = request.uri.queryParameters.get("after").flatMap(JobStatus.init(rawValue:)) {
+            let wait = min(request.uri.queryParameters.get("wait", as: Int.self) ?? 25, 60)
+            state = await registry.wait(for: id, changingFrom: after, timeout: .seconds(wait))
+        }
+        guard let state else { throw APIError(.notFound, code: "run.not_found", message: "This unit has no run of job \(id).") }
+        return state
+    }
     return router
 }
+
+extension RunState: ResponseEncodable {}

@@ -1,4 +1,7 @@
 import Configuration
+import FerryAMQP
+import FerryBroker
+import FerryContracts
 import FerryService
 import Hummingbird
 import Logging
@@ -10,12 +13,42 @@ let defaultProducerPort = 8082
 func buildProducer(reader: ConfigReader) throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "producer", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProducerPort)
-    return buildServiceApplication(service: "producer", router: buildProducerRouter(), http: http, logger: logger)
+    let link = BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-producer"), logger: logger)
+    let publisher = BrokerJobPublisher(link: link)
+    return buildServiceApplication(service: "producer", router: buildProducerRouter(publisher: publisher, logger: logger), http: http, logger: logger)
+}
+
+/// Publishes job messages; the broker-backed one waits for the publisher confirm.
+protocol JobPublisher: Sendable {
+    func publish(_ message: JobMessage) async throws
+}
+
+struct BrokerJobPublisher: JobPublisher {
+    let link: BrokerLink
+
+    func publish(_ message: JobMessage) async throws {
+        let connection = try await link.connection()
+        try await connection.publish(
+            try FerryJSON.encode(message), routingKey: Topology.jobsQueue,
+            properties: AMQPProperties(contentType: "application/json", messageID: message.jobID, timestamp: message.submittedAt)
+        )
+    }
 }
 
 /// The producer service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProducerRouter() -> Router<BasicRequestContext> {
+func buildProducerRouter(publisher: any JobPublisher, logger: Logger) -> Router<BasicRequestContext> {
     let router = Router()
     router.addHealthRoute(service: "producer")
+    /// Answers 202 only once the broker confirmed the message; 503 when it cannot be published.
+    router.post("/internal/v1/jobs") { request, context -> Response in
+        let message = try await request.decode(as: JobMessage.self, context: context)
+        do {
+            try await publisher.publish(message)
+        } catch {
+            logger.warning("cannot publish job", metadata: [LogKeys.jobID: "\(message.jobID)", "error": "\(error)"])
+            throw APIError(.serviceUnavailable, code: "broker.unavailable", message: "The job could not be queued: \(error). It stays submitted and is queued again later.")
+        }
+        return Response(status: .accepted)
+    }
     return router
 }

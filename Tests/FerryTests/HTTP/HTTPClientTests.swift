@@ -1,4 +1,5 @@
 import FerryHTTPClient
+import FerryTestSupport
 import Foundation
 import HummingbirdTesting
 import Testing

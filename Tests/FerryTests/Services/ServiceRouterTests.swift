@@ -3,7 +3,9 @@
 import FerryService
 import Foundation
 @testable import Frontend
+import FerryContracts
 import Hummingbird
+import Logging
 import HummingbirdTesting
 @testable import ProcessingUnit
 @testable import Producer
@@ -13,10 +15,14 @@ import Testing
 struct ServiceRouterTests {
     static let routers: [(String, @Sendable () -> Router<BasicRequestContext>)] = [
         ("frontend", buildFrontendRouter),
-        ("backend", buildBackendRouter),
-        ("producer", buildProducerRouter),
+        ("producer", { buildProducerRouter(publisher: UnusedPublisher(), logger: Logger(label: "test")) }),
         ("consumer", buildConsumerRouter),
-        ("processing-unit", buildProcessingUnitRouter),
+        ("processing-unit", {
+            let registry = RunRegistry()
+            let settings = UnitSettings(dataDirectory: "/nonexistent")
+            let runner = JobRunner(settings: settings, environments: EnvironmentCache(settings: settings, pythonVersion: "3", logger: Logger(label: "test")), registry: registry, logger: Logger(label: "test"))
+            return buildProcessingUnitRouter(executor: JobExecutor(runner: runner, registry: registry), registry: registry)
+        }),
     ]
 
     @Test(arguments: routers.map(\.0))
@@ -30,5 +36,11 @@ struct ServiceRouterTests {
                 #expect(health == HealthStatus(status: "ok", service: service))
             }
         }
+    }
+}
+
+struct UnusedPublisher: JobPublisher {
+    func publish(_ message: FerryContracts.JobMessage) async throws {
+        Issue.record("a health check must not publish")
     }
 }

@@ -1,4 +1,5 @@
 import FerryZip
+import FerryTestSupport
 import Foundation
 import Testing
 

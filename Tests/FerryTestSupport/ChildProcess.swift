@@ -1,19 +1,19 @@
 import Foundation
 
 /// Runs a program as a child process and collects its exit status and standard output.
-struct ChildProcess {
-    struct Outcome {
-        var status: Int32
-        var output: String
+public struct ChildProcess {
+    public struct Outcome: Sendable {
+        public var status: Int32
+        public var output: String
 
         /// The `peak-memory-bytes:` line that `ferry-zip --stats` prints, measured inside the child.
-        var peakMemory: Int? {
+        public var peakMemory: Int? {
             output.split(separator: "\n").first { $0.hasPrefix("peak-memory-bytes:") }
                 .flatMap { Int($0.split(separator: " ").last ?? "") }
         }
     }
 
-    static func run(_ executable: String, _ arguments: [String]) async throws -> Outcome {
+    public static func run(_ executable: String, _ arguments: [String]) async throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -32,10 +32,10 @@ struct ChildProcess {
 }
 
 /// Executables built next to the test bundle (`swift build` puts every product in one folder).
-enum BuildProducts {
-    static let directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+public enum BuildProducts {
+    public static let directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
 
-    static func path(_ name: String) -> String {
+    public static func path(_ name: String) -> String {
         directory + "/" + name
     }
 }

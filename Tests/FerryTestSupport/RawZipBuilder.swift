@@ -2,36 +2,46 @@ import Foundation
 
 /// Writes zip archives byte by byte, so tests can make the hostile ones that no zip tool would:
 /// `../` names, symlinks, lying sizes, encrypted flags. Entries are stored (not compressed).
-struct RawZipBuilder {
-    struct Entry {
-        var name: String
-        var data: [UInt8]
+public struct RawZipBuilder {
+    public struct Entry {
+        public var name: String
+        public var data: [UInt8]
         /// Unix mode including the file type (`0o100644` file, `0o120777` symlink, `0o040755` folder).
-        var mode: UInt32 = 0o100644
+        public var mode: UInt32 = 0o100644
         /// The uncompressed size written in the headers; nil writes the true size.
-        var declaredSize: UInt32?
-        var encrypted = false
+        public var declaredSize: UInt32?
+        public var encrypted = false
+
+        public init(name: String, data: [UInt8], mode: UInt32 = 0o100644, declaredSize: UInt32? = nil, encrypted: Bool = false) {
+            self.name = name
+            self.data = data
+            self.mode = mode
+            self.declaredSize = declaredSize
+            self.encrypted = encrypted
+        }
     }
 
-    private(set) var entries: [Entry] = []
+    public private(set) var entries: [Entry] = []
 
-    mutating func file(_ name: String, _ text: String, mode: UInt32 = 0o100644) {
+    public init() {}
+
+    public mutating func file(_ name: String, _ text: String, mode: UInt32 = 0o100644) {
         entries.append(Entry(name: name, data: Array(text.utf8), mode: mode))
     }
 
-    mutating func directory(_ name: String) {
+    public mutating func directory(_ name: String) {
         entries.append(Entry(name: name.hasSuffix("/") ? name : name + "/", data: [], mode: 0o040755))
     }
 
-    mutating func symlink(_ name: String, to target: String) {
+    public mutating func symlink(_ name: String, to target: String) {
         entries.append(Entry(name: name, data: Array(target.utf8), mode: 0o120777))
     }
 
-    mutating func add(_ entry: Entry) {
+    public mutating func add(_ entry: Entry) {
         entries.append(entry)
     }
 
-    func bytes() -> [UInt8] {
+    public func bytes() -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
         for entry in entries {
@@ -54,7 +64,7 @@ struct RawZipBuilder {
         return out
     }
 
-    func write(to path: String) throws {
+    public func write(to path: String) throws {
         try Data(bytes()).write(to: URL(fileURLWithPath: path))
     }
 

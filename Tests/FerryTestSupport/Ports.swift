@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A loopback TCP port that nothing listens on right now (bound once, then released).
-func unusedPort() throws -> Int {
+public func unusedPort() throws -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(descriptor) }
     var address = sockaddr_in()

@@ -1,10 +1,10 @@
 import Foundation
 
 /// A fresh folder under the system's temporary directory, removed when the test is done with it.
-final class TemporaryDirectory: Sendable {
-    let path: String
+public final class TemporaryDirectory: Sendable {
+    public let path: String
 
-    init(_ label: String = "ferry-test") throws {
+    public init(_ label: String = "ferry-test") throws {
         path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
@@ -13,10 +13,10 @@ final class TemporaryDirectory: Sendable {
         try? FileManager.default.removeItem(atPath: path)
     }
 
-    func file(_ relative: String) -> String { path + "/" + relative }
+    public func file(_ relative: String) -> String { path + "/" + relative }
 
     /// Writes `contents` at `relative`, creating folders on the way.
-    func write(_ relative: String, _ contents: String) throws {
+    public func write(_ relative: String, _ contents: String) throws {
         let target = file(relative)
         try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try Data(contents.utf8).write(to: URL(fileURLWithPath: target))
@@ -24,7 +24,7 @@ final class TemporaryDirectory: Sendable {
 }
 
 /// Every file and folder under `root`, relative to it, with file contents (folders map to nil).
-func snapshot(of root: String) throws -> [String: Data?] {
+public func snapshot(of root: String) throws -> [String: Data?] {
     var result: [String: Data?] = [:]
     let enumerator = FileManager.default.enumerator(atPath: root)
     while let relative = enumerator?.nextObject() as? String {

@@ -1,0 +1,44 @@
+import FerryAMQP
+import FerryBroker
+import FerryContracts
+import FerryHTTPClient
+import FerryService
+import Logging
+import ServiceLifecycle
+
+/// Consumes `ferry.events` and applies each to the job, acknowledging only after the database write.
+/// Applying is idempotent: an event that would not move the job forward changes nothing.
+struct EventApplier: Service {
+    let link: BrokerLink
+    let store: JobStore
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { await consume() }
+    }
+
+    private func consume() async {
+        await link.keepRunning("consuming \(Topology.eventsQueue)") { connection in
+            for try await delivery in try await connection.consume(queue: Topology.eventsQueue, prefetch: 64) {
+                guard let event = try? FerryJSON.decode(JobEvent.self, from: delivery.body) else {
+                    logger.error("unreadable job event; dead-lettering it")
+                    try await connection.reject(delivery, requeue: false)
+                    continue
+                }
+                let moved = try await store.advance(event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes)
+                logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved)"])
+                try await connection.ack(delivery)
+            }
+        }
+    }
+}
+
+/// The Producer over HTTP (libcurl).
+struct ProducerQueue: JobQueue {
+    let producerURL: String
+    let http: HTTPClient
+
+    func enqueue(_ message: JobMessage) async throws {
+        try await http.json("POST", producerURL + "/internal/v1/jobs", body: message, timeout: .seconds(30))
+    }
+}

