@@ -1,7 +1,12 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// Runs a program to completion without blocking the cooperative pool; its own process group (via
-/// setsid) lets a timeout kill everything it started.
+/// Runs a program to completion without blocking the cooperative pool. The child is spawned as the
+/// leader of a new process group, so `kill(-pid)` reaches everything it started: on a timeout, and
+/// right after it exits, so that nothing it left behind keeps running. Completion is the exit of the
+/// program itself (waitpid on its pid), not of the processes it left in the background.
 struct ChildRun {
     struct Outcome: Sendable {
         var exitCode: Int32
@@ -19,43 +24,85 @@ struct ChildRun {
     var timeout: Duration?
 
     func run() async throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        process.arguments = [executable] + arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.environment = environment
-        FileManager.default.createFile(atPath: standardOutput, contents: nil)
-        FileManager.default.createFile(atPath: standardError, contents: nil)
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: standardOutput))
-        let err = standardError == standardOutput ? out : try FileHandle(forWritingTo: URL(fileURLWithPath: standardError))
-        defer {
-            try? out.close()
-            if err !== out { try? err.close() }
+        let pid = try spawn()
+        let exit = AsyncStream<Int32>.makeStream()
+        Thread.detachNewThread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            exit.continuation.yield(status)
+            exit.continuation.finish()
         }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-
-        let exited = AsyncStream<Void>.makeStream()
-        process.terminationHandler = { _ in exited.continuation.finish() }
-        try process.run()
-        let group = process.processIdentifier  // setsid makes the child its group's leader
         var timedOut = false
-        if let timeout {
-            timedOut = await withTaskGroup(of: Bool.self) { tasks in
-                tasks.addTask { for await _ in exited.stream {}; return false }
-                tasks.addTask { (try? await Task.sleep(for: timeout)) != nil }
-                let first = await tasks.next() ?? false
-                tasks.cancelAll()
-                return first
+        let status: Int32 = await withTaskGroup(of: Int32?.self) { tasks in
+            tasks.addTask { await exit.stream.first { _ in true } ?? 0 }
+            if let timeout {
+                tasks.addTask {
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return nil }
+                    return -1
+                }
             }
-            if timedOut { kill(-group, SIGKILL) }
+            var result: Int32 = 0
+            while let next = await tasks.next() {
+                guard let value = next else { continue }
+                if value == -1 {
+                    timedOut = true
+                    kill(-pid, SIGKILL)
+                    continue
+                }
+                result = value
+                tasks.cancelAll()
+                break
+            }
+            return result
         }
-        for await _ in exited.stream {}
-        process.waitUntilExit()
-        // Nothing the job started may outlive it.
-        kill(-group, SIGKILL)
-        let signalled = process.terminationReason == .uncaughtSignal
-        return Outcome(exitCode: process.terminationStatus, signal: signalled ? process.terminationStatus : nil, timedOut: timedOut)
+        // Nothing the program started may outlive it.
+        kill(-pid, SIGKILL)
+        let signalled = status & 0x7F != 0
+        return Outcome(exitCode: signalled ? 128 + (status & 0x7F) : (status >> 8) & 0xFF, signal: signalled ? status & 0x7F : nil, timedOut: timedOut)
     }
+
+    /// posix_spawn with stdout and stderr appended to their files, stdin from /dev/null, a new process group.
+    private func spawn() throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, standardOutput, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+        if standardError == standardOutput {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 2, standardError, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+        // env(1) changes the working directory (Swift's Glibc lacks posix_spawn_file_actions_addchdir_np).
+        let argv = (["/usr/bin/env", "--chdir=\(directory)", "--", executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, envp)
+        guard result == 0 else {
+            throw ChildRunError(message: "cannot start \(executable): \(String(cString: strerror(result)))")
+        }
+        return pid
+    }
+}
+
+struct ChildRunError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }

@@ -41,8 +41,18 @@ struct EnvironmentCache: Sendable {
         return Prepared(python: directory + "/bin/python", directory: directory, cacheHit: false)
     }
 
+    /// The operator's network settings for installing (proxies, CA bundles, pip's and uv's index
+    /// configuration) pass from the unit's environment to the install step; jobs never see them.
+    static let installEnvironmentNames: Set<String> = [
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_CERT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS", "UV_NATIVE_TLS", "UV_SYSTEM_CERTS", "UV_HTTP_TIMEOUT",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    ]
+
     private func build(directory: String, requirements: [String], log: String) async throws {
-        let environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": settings.environments, "LANG": "C.UTF-8"]
+        var environment = ProcessInfo.processInfo.environment.filter { Self.installEnvironmentNames.contains($0.key) }
+        environment.merge(["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": settings.environments, "LANG": "C.UTF-8"]) { $1 }
         func step(_ executable: String, _ arguments: [String]) async throws {
             let outcome = try await ChildRun(
                 executable: executable, arguments: arguments, directory: settings.environments, environment: environment,

@@ -12,12 +12,18 @@ let defaultProcessingUnitPort = 8084
 func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "processing-unit", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProcessingUnitPort)
-    let settings = try UnitSettings(reader: reader, port: http.port)
+    var settings = try UnitSettings(reader: reader, port: http.port)
     for folder in [settings.jobs, settings.results, settings.environments] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     }
-    let pythonVersion = try await pythonVersion(settings.python)
-    logger.info("python \(pythonVersion), environments with \(settings.uv == nil ? "venv + pip" : "uv")")
+    let (python, pythonVersion) = try await inspectPython(settings.python)
+    settings.python = python
+    if let uv = settings.uv, uv.contains("/shims/") {
+        // A pyenv shim needs pyenv's environment; use the binary installed beside the interpreter.
+        let beside = (python as NSString).deletingLastPathComponent + "/uv"
+        settings.uv = FileManager.default.isExecutableFile(atPath: beside) ? beside : nil
+    }
+    logger.info("python \(pythonVersion) at \(python), environments with \(settings.uv ?? "venv + pip")")
     let registry = RunRegistry()
     let runner = JobRunner(settings: settings, environments: EnvironmentCache(settings: settings, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
     let executor = JobExecutor(runner: runner, registry: registry)
@@ -27,19 +33,21 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     )
 }
 
-/// `3.11.7`, from the interpreter itself; part of every environment's cache key.
-func pythonVersion(_ python: String) async throws -> String {
-    let output = NSTemporaryDirectory() + "ferry-python-version-\(UUID().uuidString)"
+/// The interpreter's real path (not a pyenv shim) and its version, e.g. `3.11.7`, asked of the
+/// interpreter itself; the version is part of every environment's cache key.
+func inspectPython(_ python: String) async throws -> (executable: String, version: String) {
+    let output = NSTemporaryDirectory() + "ferry-python-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: output) }
+    let environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "PYENV_ROOT", "PYENV_VERSION"].contains($0.key) }
     let outcome = try await ChildRun(
-        executable: UnitSettings.find(python) ?? python, arguments: ["-c", "import sys; print(sys.version.split()[0])"], directory: "/",
-        environment: ["PATH": "/usr/local/bin:/usr/bin:/bin"], standardOutput: output, standardError: output, timeout: .seconds(30)
+        executable: UnitSettings.find(python) ?? python, arguments: ["-c", "import sys; print(sys.executable); print(sys.version.split()[0])"],
+        directory: "/", environment: environment, standardOutput: output, standardError: output, timeout: .seconds(30)
     ).run()
-    let text = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-    guard outcome.exitCode == 0, !text.isEmpty else {
-        throw ConfigurationError(key: "python.path", message: "\(python) does not run (\(text)); install Python 3 or point python.path at it")
+    let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    guard outcome.exitCode == 0, lines.count >= 2 else {
+        throw ConfigurationError(key: "python.path", message: "\(python) does not run (\(lines.joined(separator: " "))); install Python 3 or point python.path at it")
     }
-    return text
+    return (lines[0], lines[1])
 }
 
 /// The processing-unit service's routes; its dependencies are parameters so that tests can pass fakes.

@@ -1,0 +1,104 @@
+import FerryHTTPClient
+import FerryTestSupport
+import Foundation
+import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Ferry as an operator runs it: Producer, ProcessingUnit, Consumer and Backend as processes, on a
+/// vhost of their own on the test broker, sharing one data folder.
+final class Stack: Sendable {
+    @TaskLocal static var current: Stack?
+
+    let data: TemporaryDirectory
+    let backendURL: String
+    let client: HTTPClient
+    private let services: [RunningService]
+    private let vhost: String
+
+    static let amqpURL = ProcessInfo.processInfo.environment["FERRY_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5679/"
+    static let managementURL = ProcessInfo.processInfo.environment["FERRY_TEST_RABBITMQ_MANAGEMENT_URL"] ?? "http://127.0.0.1:15679"
+
+    private init(data: TemporaryDirectory, backendURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
+        self.data = data
+        self.backendURL = backendURL
+        self.client = client
+        self.services = services
+        self.vhost = vhost
+    }
+
+    static func start() async throws -> Stack {
+        let vhost = "ferry-e2e-\(UUID().uuidString.prefix(8))"
+        try await management("PUT", "/api/vhosts/\(vhost)", body: "{}")
+        try await management("PUT", "/api/permissions/\(vhost)/guest", body: #"{"configure":".*","write":".*","read":".*"}"#)
+        let amqp = amqpURL.hasSuffix("/") ? amqpURL + vhost : amqpURL + "/" + vhost
+
+        let data = try TemporaryDirectory("ferry-e2e")
+        let ports = try (0..<4).map { _ in try unusedPort() }
+        let (backend, producer, consumer, unit) = (ports[0], ports[1], ports[2], ports[3])
+        let common = ["--data-dir", data.path, "--amqp-url", amqp, "--log-level", "warning"]
+        let client = HTTPClient(configuration: .init(connectTimeout: .seconds(2), defaultTimeout: .seconds(60)))
+        var services: [RunningService] = []
+        do {
+            for (executable, port, extra) in [
+                ("Producer", producer, [String]()),
+                ("ProcessingUnit", unit, []),
+                ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
+                ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
+            ] {
+                let service = try RunningService(executable, arguments: ["--http-port", "\(port)"] + common + extra)
+                services.append(service)
+                _ = try await service.waitForHealth(port: port, client: client)
+            }
+        } catch {
+            for service in services { _ = try? await service.terminate() }
+            throw error
+        }
+        return Stack(data: data, backendURL: "http://127.0.0.1:\(backend)", client: client, services: services, vhost: vhost)
+    }
+
+    /// Stops every service with SIGTERM (each must exit 0) and removes the vhost.
+    func stop() async throws {
+        for service in services.reversed() {
+            let status = try await service.terminate()
+            #expect(status == 0, "a service exited with \(status) on SIGTERM: \(service.standardError)")
+        }
+        try await client.shutdown()
+        try await Self.management("DELETE", "/api/vhosts/\(vhost)", body: nil)
+    }
+
+    /// Everything the services wrote on stderr, for failure messages.
+    var logs: String { services.map(\.standardError).joined(separator: "\n") }
+
+    private static func management(_ method: String, _ path: String, body: String?) async throws {
+        var request = URLRequest(url: URL(string: managementURL + path)!)
+        request.httpMethod = method
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Basic \(Data("guest:guest".utf8).base64EncodedString())", forHTTPHeaderField: "Authorization")
+        request.httpBody = body.map { Data($0.utf8) }
+        let (_, response) = try await URLSession.shared.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        try #require((200..<300).contains(status), "RabbitMQ management \(method) \(path) answered \(status); is the test broker running (scripts/test)?")
+    }
+}
+
+/// Starts the stack once for a suite and stops it when the suite is done.
+struct StackTrait: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        let stack = try await Stack.start()
+        do {
+            try await Stack.$current.withValue(stack) { try await function() }
+        } catch {
+            try await stack.stop()
+            throw error
+        }
+        try await stack.stop()
+    }
+}
+
+extension Trait where Self == StackTrait {
+    static var runningStack: Self { StackTrait() }
+}
