@@ -34,7 +34,12 @@ let package = Package(
         // MARK: - Services
 
         /// Web pages, static assets and the /api/* proxy to the Backend.
-        .executableTarget(name: "Frontend", dependencies: ["FerryService"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Frontend",
+            dependencies: ["FerryService", "FerryHTTPClient", .product(name: "HTTPTypes", package: "swift-http-types")],
+            resources: [.copy("Public")],
+            swiftSettings: swiftSettings
+        ),
         /// REST API, users, SQLite, upload intake and the job-event consumer.
         .executableTarget(
             name: "Backend",

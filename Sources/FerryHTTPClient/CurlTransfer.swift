@@ -19,8 +19,12 @@ final class CurlTransfer: @unchecked Sendable {
     private var failure: HTTPClientError?
     private var upload: Int32 = -1
     private var download: (descriptor: Int32, temporary: String)?
+    /// Called once, when the final response head (status and headers) is complete.
+    private let onHead: (@Sendable (Int, [String: String]) -> Void)?
+    private var headDelivered = false
 
-    init(request: HTTPRequest, configuration: HTTPClient.Configuration) throws {
+    init(request: HTTPRequest, configuration: HTTPClient.Configuration, onHead: (@Sendable (Int, [String: String]) -> Void)? = nil) throws {
+        self.onHead = onHead
         guard request.url.hasPrefix("http://") || request.url.hasPrefix("https://") else {
             throw HTTPClientError(.invalidRequest, "\(request.url) is not an http:// or https:// URL")
         }
@@ -99,6 +103,14 @@ final class CurlTransfer: @unchecked Sendable {
             if request.method != "POST" {
                 try check(ferry_curl_setopt_string(curl, CURLOPT_CUSTOMREQUEST, request.method), "method")
             }
+        case .stream(_, let length):
+            try check(ferry_curl_setopt_long(curl, CURLOPT_POST, 1), "POST")
+            try check(ferry_curl_setopt_off(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(length ?? -1)), "body size")
+            try check(ferry_curl_setopt_data_callback(curl, CURLOPT_READFUNCTION, curlReadBody), "read callback")
+            try check(ferry_curl_setopt_pointer(curl, CURLOPT_READDATA, context), "read data")
+            if request.method != "POST" {
+                try check(ferry_curl_setopt_string(curl, CURLOPT_CUSTOMREQUEST, request.method), "method")
+            }
         case .file(let path):
             upload = open(path, O_RDONLY | O_CLOEXEC)
             guard upload >= 0 else {
@@ -154,6 +166,12 @@ final class CurlTransfer: @unchecked Sendable {
 
     fileprivate func receiveHeader(_ line: String) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty, status >= 200, !headDelivered {
+            // The blank line ends the head of the final (non-1xx) response.
+            headDelivered = true
+            onHead?(status, headers)
+            return
+        }
         if trimmed.hasPrefix("HTTP/") {
             // A new status line (after 100 Continue or a redirect) starts a new header block.
             status = Int(trimmed.split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -169,6 +187,15 @@ final class CurlTransfer: @unchecked Sendable {
     /// Returns the bytes taken, or 0 to make libcurl abort with CURLE_WRITE_ERROR (after setting `failure`).
     fileprivate func receiveBody(_ buffer: UnsafeRawBufferPointer) -> Int {
         bodyBytes += Int64(buffer.count)
+        if case .stream(let pipe) = request.destination {
+            do {
+                try pipe.blockingWrite(Array(buffer))
+                return buffer.count
+            } catch {
+                failure = HTTPClientError(.cancelled, "\(request.method) \(request.url): the reader of the response went away")
+                return 0
+            }
+        }
         if case .file(let path) = request.destination, (200..<300).contains(status) {
             return writeToFile(buffer, path: path) ? buffer.count : 0
         }
@@ -186,6 +213,16 @@ final class CurlTransfer: @unchecked Sendable {
     }
 
     fileprivate func readBody(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        if case .stream(let pipe, _) = request.body {
+            do {
+                guard let chunk = try pipe.blockingRead(maxBytes: buffer.count) else { return 0 }
+                chunk.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                return chunk.count
+            } catch {
+                failure = HTTPClientError(.transferFailed, "\(request.method) \(request.url): the request body failed: \(error)")
+                return Int(CURL_READFUNC_ABORT)
+            }
+        }
         while true {
             let count = read(upload, buffer.baseAddress, buffer.count)
             if count >= 0 { return count }

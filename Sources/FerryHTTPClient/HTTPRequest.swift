@@ -6,6 +6,8 @@ public struct HTTPRequest: Sendable {
         case bytes([UInt8])
         /// Streamed from disk while it is sent; memory does not grow with the file.
         case file(path: String)
+        /// Streamed from a pipe that other code fills (a proxied upload); `length` when known.
+        case stream(ChunkPipe, length: Int64?)
     }
 
     public enum ResponseDestination: Sendable {
@@ -14,6 +16,8 @@ public struct HTTPRequest: Sendable {
         /// A 2xx body streams to `path` (through a temporary name, renamed when complete); any other
         /// status keeps the body in memory for the error message.
         case file(path: String)
+        /// Every body chunk goes into the pipe as it arrives, whatever the status (a proxy).
+        case stream(ChunkPipe)
     }
 
     public var method: String

@@ -6,8 +6,9 @@ import Testing
 /// The five executables as an operator runs them: real processes, configured by flags or FERRY_* variables.
 @Suite("Service executables")
 struct ServiceProcessTests {
+    /// The Frontend passes /health through to the Backend; `frontendPassesHealthToTheBackend` covers it.
     static let services = [
-        ("Frontend", "frontend"), ("Backend", "backend"), ("Producer", "producer"),
+        ("Backend", "backend"), ("Producer", "producer"),
         ("Consumer", "consumer"), ("ProcessingUnit", "processing-unit"),
     ]
 
@@ -25,6 +26,25 @@ struct ServiceProcessTests {
 
         let status = try await service.terminate()
         #expect(status == 0, "\(executable) exited with \(status) on SIGTERM; stderr: \(service.standardError)")
+    }
+
+    @Test func frontendPassesHealthToTheBackend() async throws {
+        let data = try TemporaryDirectory()
+        let backendPort = try unusedPort(), frontendPort = try unusedPort()
+        let client = HTTPClient(configuration: .init(connectTimeout: .seconds(1), defaultTimeout: .seconds(5)))
+        let frontend = try RunningService("Frontend", arguments: ["--http-port", "\(frontendPort)", "--backend-url", "http://127.0.0.1:\(backendPort)"])
+        let down = try await frontend.waitForHealth(port: frontendPort, client: client)
+        #expect(down.status == 502)
+        #expect(String(decoding: down.body, as: UTF8.self).contains("backend.unavailable"))
+
+        let backend = try RunningService("Backend", arguments: ["--http-port", "\(backendPort)", "--data-dir", data.path])
+        _ = try await backend.waitForHealth(port: backendPort, client: client)
+        let up = try await client.execute(.init(url: "http://127.0.0.1:\(frontendPort)/health"))
+        #expect(up.status == 200)
+        #expect(String(decoding: up.body, as: UTF8.self).contains(#""service":"backend""#))
+        try await client.shutdown()
+        #expect(try await frontend.terminate() == 0)
+        #expect(try await backend.terminate() == 0)
     }
 
     @Test func readsItsPortFromTheEnvironment() async throws {

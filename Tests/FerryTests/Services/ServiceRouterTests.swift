@@ -2,7 +2,6 @@
 @testable import Consumer
 import FerryService
 import Foundation
-@testable import Frontend
 import FerryContracts
 import Hummingbird
 import Logging
@@ -14,7 +13,6 @@ import Testing
 @Suite("Service routers")
 struct ServiceRouterTests {
     static let routers: [(String, @Sendable () -> Router<BasicRequestContext>)] = [
-        ("frontend", buildFrontendRouter),
         ("producer", { buildProducerRouter(publisher: UnusedPublisher(), logger: Logger(label: "test")) }),
         ("consumer", buildConsumerRouter),
         ("processing-unit", {

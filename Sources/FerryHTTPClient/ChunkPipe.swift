@@ -1,0 +1,84 @@
+import Foundation
+
+/// A bounded queue of byte chunks between a libcurl callback (which may block its transfer thread)
+/// and async Swift code (whose waits hop to a dispatch thread, never blocking the cooperative pool).
+/// A full pipe makes the writer wait, so neither side ever buffers more than `capacity` bytes.
+public final class ChunkPipe: @unchecked Sendable {
+    // Sendable invariant: every stored var is read and written only while holding `condition`.
+    private let condition = NSCondition()
+    private var chunks: [[UInt8]] = []
+    private var buffered = 0
+    private var finished = false
+    private var failure: (any Error)?
+    private var readerGone = false
+    private let capacity: Int
+
+    public init(capacity: Int = 1 << 20) {
+        self.capacity = capacity
+    }
+
+    struct ReaderGone: Error {}
+
+    /// Appends a chunk, waiting while the pipe is full. Throws once the reader has gone away.
+    func blockingWrite(_ chunk: [UInt8]) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while buffered >= capacity && !readerGone { condition.wait() }
+        if readerGone { throw ReaderGone() }
+        chunks.append(chunk)
+        buffered += chunk.count
+        condition.broadcast()
+    }
+
+    /// Up to `maxBytes` bytes, waiting for some; nil once the writer finished and all was read.
+    func blockingRead(maxBytes: Int) throws -> [UInt8]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while chunks.isEmpty && !finished { condition.wait() }
+        if chunks.isEmpty {
+            if let failure { throw failure }
+            return nil
+        }
+        var chunk = chunks.removeFirst()
+        if chunk.count > maxBytes {
+            chunks.insert(Array(chunk[maxBytes...]), at: 0)
+            chunk = Array(chunk[..<maxBytes])
+        }
+        buffered -= chunk.count
+        condition.broadcast()
+        return chunk
+    }
+
+    /// Appends a chunk from async code.
+    public func write(_ chunk: [UInt8]) async throws {
+        try await onDispatchThread { try self.blockingWrite(chunk) }
+    }
+
+    /// The next chunk for async code; nil at the end.
+    public func read() async throws -> [UInt8]? {
+        try await onDispatchThread { try self.blockingRead(maxBytes: .max) }
+    }
+
+    /// The writer is done (with `error` if it failed).
+    public func finish(throwing error: (any Error)? = nil) {
+        condition.lock()
+        finished = true
+        if failure == nil { failure = error }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The reader will read no more: a waiting writer stops with an error.
+    public func close() {
+        condition.lock()
+        readerGone = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func onDispatchThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
