@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "Consumer", targets: ["Consumer"]),
         .executable(name: "ProcessingUnit", targets: ["ProcessingUnit"]),
         .executable(name: "ferry-zip", targets: ["FerryZipTool"]),
+        .executable(name: "ferry-bench", targets: ["FerryBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -76,6 +77,13 @@ let package = Package(
         .executableTarget(
             name: "FerryZipTool",
             dependencies: ["FerryZip", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        /// `ferry-bench`: measures a running Ferry beside plain `python3 code.py` (scripts/bench).
+        .executableTarget(
+            name: "FerryBench",
+            dependencies: ["FerryHTTPClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

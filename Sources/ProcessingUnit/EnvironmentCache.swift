@@ -37,8 +37,12 @@ struct EnvironmentCache: Sendable {
         }
         try? FileManager.default.removeItem(atPath: directory)
         try await build(directory: directory, requirements: requirements, log: log)
+        let prepared = Prepared(python: directory + "/bin/python", directory: directory, cacheHit: false)
+        // The package list is part of every manifest; an environment never changes, so record it once.
+        let packages = await freeze(prepared)
+        FileManager.default.createFile(atPath: directory + "/.ferry-packages", contents: Data(packages.joined(separator: "\n").utf8))
         FileManager.default.createFile(atPath: ready, contents: Data(requirements.joined(separator: "\n").utf8))
-        return Prepared(python: directory + "/bin/python", directory: directory, cacheHit: false)
+        return prepared
     }
 
     /// The operator's network settings for installing (proxies, CA bundles, pip's and uv's index
@@ -82,6 +86,13 @@ struct EnvironmentCache: Sendable {
 
     /// `name==version` of every package installed in the environment, for the manifest.
     func installedPackages(_ prepared: Prepared) async -> [String] {
+        if let recorded = try? String(contentsOfFile: prepared.directory + "/.ferry-packages", encoding: .utf8) {
+            return recorded.split(separator: "\n").map(String.init)
+        }
+        return await freeze(prepared)
+    }
+
+    private func freeze(_ prepared: Prepared) async -> [String] {
         let output = NSTemporaryDirectory() + "ferry-freeze-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: output) }
         let run: ChildRun = if let uv = settings.uv {
