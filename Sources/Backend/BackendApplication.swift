@@ -7,6 +7,7 @@ import FerryService
 import Foundation
 import Hummingbird
 import Logging
+import NIOPosix
 
 /// The backend service's default HTTP port (`--http-port`, `FERRY_HTTP_PORT`).
 let defaultBackendPort = 8081
@@ -25,6 +26,8 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     settings.defaultMemoryLimit = reader.int(forKey: "limits.memory-default", default: settings.defaultMemoryLimit)
     settings.maxMemoryLimit = reader.int(forKey: "limits.memory-max", default: settings.maxMemoryLimit)
     try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
+    settings.fileThreads = NIOThreadPool(numberOfThreads: reader.int(forKey: "backend.file-threads", default: 16))
+    settings.fileThreads.start()
 
     let databasePath = reader.string(forKey: "database.path", default: data + "/backend/ferry.sqlite")
     let store = try await JobStore.open(path: databasePath, logger: logger)

@@ -1,6 +1,7 @@
 import FerryContracts
 import Foundation
 import Logging
+import NIOPosix
 import SQLiteNIO
 import ServiceLifecycle
 
@@ -9,21 +10,30 @@ import ServiceLifecycle
 /// job forward, so concurrent requests and late or repeated events can never move it back.
 final class JobStore: Sendable, Service {
     private let connection: SQLiteConnection
+    /// SQLite's calls block; they get a thread of their own instead of NIO's shared pool (one thread
+    /// per core), where they would queue behind uploads and bundle checks.
+    private let threadPool: NIOThreadPool
 
-    private init(connection: SQLiteConnection) {
+    private init(connection: SQLiteConnection, threadPool: NIOThreadPool) {
         self.connection = connection
+        self.threadPool = threadPool
     }
 
     static func open(path: String, logger: Logger) async throws -> JobStore {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        let store = JobStore(connection: connection)
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let connection = try await SQLiteConnection.open(
+            storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
+        )
+        let store = JobStore(connection: connection, threadPool: threadPool)
         try await store.migrate()
         return store
     }
 
     func close() async throws {
         try await connection.close()
+        try await threadPool.shutdownGracefully()
     }
 
     /// Keeps the database open while the service runs and closes it after the HTTP server has stopped.

@@ -19,6 +19,9 @@ struct JobSettings: Sendable {
     var defaultTimeLimit = 3600, maxTimeLimit = 86_400
     var defaultMemoryLimit = 2048, maxMemoryLimit = 16_384
     var bundleLimits = BundleLimits()
+    /// Threads for blocking file work (upload writes, bundle checks, log reads), apart from NIO's
+    /// shared pool so that many uploads at once do not queue behind each other two at a time.
+    var fileThreads: NIOThreadPool = .singleton
 
     var bundles: String { dataDirectory + "/bundles" }
 }
@@ -41,13 +44,13 @@ struct JobsController {
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
         let limits = try jobLimits(request.uri.queryParameters, fields: [:])
-        let receiver = UploadReceiver(directory: settings.bundles, maxBytes: settings.maxUploadBytes)
+        let receiver = UploadReceiver(directory: settings.bundles, maxBytes: settings.maxUploadBytes, threads: settings.fileThreads)
         let upload = try await receiver.receive(request)
         let job: Job
         do {
             let formLimits = try jobLimits(request.uri.queryParameters, fields: upload.fields)
             let bundleLimits = settings.bundleLimits
-            let report = try await NIOThreadPool.singleton.runIfActive {
+            let report = try await settings.fileThreads.runIfActive {
                 try BundleInspector.inspect(archive: upload.path, uploadName: upload.fileName, limits: bundleLimits)
             }
             job = Job(
@@ -118,7 +121,7 @@ struct JobsController {
         let offset = request.uri.queryParameters.get("offset", as: Int.self) ?? 0
         guard offset >= 0 else { throw APIError(.badRequest, code: "query.invalid_offset", message: "offset must be 0 or more.") }
         let path = settings.dataDirectory + "/jobs/\(job.id)/\(stream).log"
-        let (bytes, size) = try await NIOThreadPool.singleton.runIfActive { () -> ([UInt8], Int) in
+        let (bytes, size) = try await settings.fileThreads.runIfActive { () -> ([UInt8], Int) in
             guard let handle = FileHandle(forReadingAtPath: path) else { return ([], 0) }
             defer { try? handle.close() }
             let size = Int(try handle.seekToEnd())
@@ -139,7 +142,7 @@ struct JobsController {
         guard job.status.isFinal, FileManager.default.fileExists(atPath: path) else {
             throw APIError(.conflict, code: "job.no_result", message: "Job \(job.id) has no result to download (it is \(job.status.rawValue)).")
         }
-        let body = try await FileIO().loadFile(path: path, context: context)
+        let body = try await FileIO(threadPool: settings.fileThreads).loadFile(path: path, context: context)
         let name = job.project.replacingOccurrences(of: "\"", with: "") + "-output.zip"
         return Response(status: .ok, headers: [.contentType: "application/zip", .contentDisposition: "attachment; filename=\"\(name)\""], body: body)
     }

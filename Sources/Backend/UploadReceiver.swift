@@ -11,6 +11,7 @@ import Synchronization
 struct UploadReceiver: Sendable {
     let directory: String
     let maxBytes: Int
+    let threads: NIOThreadPool
 
     struct Upload: Sendable {
         var path: String
@@ -22,7 +23,7 @@ struct UploadReceiver: Sendable {
 
     func receive(_ request: Request) async throws -> Upload {
         let contentType = request.headers[.contentType] ?? ""
-        let file = try await UploadFile.create(in: directory)
+        let file = try await UploadFile.create(in: directory, threads: threads)
         do {
             if contentType.lowercased().hasPrefix("multipart/form-data") {
                 return try await receiveMultipart(request, contentType: contentType, into: file)
@@ -96,22 +97,24 @@ struct UploadReceiver: Sendable {
 final class UploadFile: Sendable {
     let path: String
     private let descriptor: Int32
+    private let threads: NIOThreadPool
     private let written = Mutex(0)
 
     var bytes: Int { written.withLock { $0 } }
 
-    private init(path: String, descriptor: Int32) {
+    private init(path: String, descriptor: Int32, threads: NIOThreadPool) {
         self.path = path
         self.descriptor = descriptor
+        self.threads = threads
     }
 
-    static func create(in directory: String) async throws -> UploadFile {
+    static func create(in directory: String, threads: NIOThreadPool) async throws -> UploadFile {
         let path = directory + "/.upload-\(UUID().uuidString).zip"
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
         guard descriptor >= 0 else {
             throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
         }
-        return UploadFile(path: path, descriptor: descriptor)
+        return UploadFile(path: path, descriptor: descriptor, threads: threads)
     }
 
     func append(_ buffer: ByteBuffer, limit: Int) async throws {
@@ -120,7 +123,7 @@ final class UploadFile: Sendable {
             throw APIError(.contentTooLarge, code: "upload.too_large", message: "The upload is larger than the limit of \(limit / (1 << 20)) MiB. Leave large data sets out of the bundle.")
         }
         let descriptor = descriptor
-        try await NIOThreadPool.singleton.runIfActive {
+        try await threads.runIfActive {
             try buffer.withUnsafeReadableBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {
@@ -136,7 +139,7 @@ final class UploadFile: Sendable {
     /// Flushes the file to disk and closes it.
     func finish() async throws {
         let descriptor = descriptor
-        try await NIOThreadPool.singleton.runIfActive {
+        try await threads.runIfActive {
             guard fsync(descriptor) == 0 else { throw APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), code: "upload.storage", message: "The upload cannot be stored.") }
             close(descriptor)
         }

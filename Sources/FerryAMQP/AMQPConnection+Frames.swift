@@ -20,12 +20,15 @@ extension AMQPConnection {
         throw error
     }
 
-    /// Schedules the pump: right away while consumers wait for deliveries, otherwise after a second
-    /// (often enough for heartbeats and to notice a closed socket on an idle connection).
+    /// Schedules the pump: right away while consumers or confirms wait for frames, otherwise after a
+    /// quarter of the heartbeat interval (at most a second), so heartbeats go out well within the
+    /// broker's tolerance of two intervals even when this machine is busy.
     func schedulePump(idle: Bool = false) {
         let work: @Sendable () -> Void = { [weak self] in self?.pump() }
         if idle {
-            queue.asyncAfter(deadline: .now() + 1, execute: work)
+            let heartbeat = Double(amqp_get_heartbeat(state))
+            let interval = heartbeat > 0 ? min(1.0, max(0.1, heartbeat / 4)) : 1.0
+            queue.asyncAfter(deadline: .now() + interval, execute: work)
         } else {
             queue.async(execute: work)
         }
@@ -35,7 +38,8 @@ extension AMQPConnection {
     /// consumers are active, then yields the queue to other work and schedules itself again.
     private func pump() {
         guard isOpen else { return }
-        var timeout: Duration = consumers.isEmpty ? .zero : options.pollInterval
+        checkConfirmDeadlines()
+        var timeout: Duration = isIdle ? .zero : options.pollInterval
         do {
             while isOpen, case .frame(let frame) = try waitForFrame(timeout: timeout) {
                 handle(frame)
@@ -44,7 +48,7 @@ extension AMQPConnection {
         } catch {
             return  // waitForFrame ended the connection
         }
-        if isOpen { schedulePump(idle: consumers.isEmpty) }
+        if isOpen { schedulePump(idle: isIdle) }
     }
 
     /// Handles a frame that arrived outside a synchronous call: a delivery, a channel or connection
@@ -56,10 +60,17 @@ extension AMQPConnection {
         switch method.id {
         case FERRY_BASIC_DELIVER:
             deliver(method.decoded!.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee, channel: frame.channel)
+        case FERRY_BASIC_ACK:
+            let ack = method.decoded!.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            settleConfirms(upTo: ack.delivery_tag, multiple: ack.multiple != 0, nacked: false)
+        case FERRY_BASIC_NACK:
+            let nack = method.decoded!.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            settleConfirms(upTo: nack.delivery_tag, multiple: nack.multiple != 0, nacked: true)
         case FERRY_BASIC_RETURN:
             let returned = method.decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
-            logger.warning("broker returned an unroutable message", metadata: ["amqp.routing_key": "\(String(bytes: returned.routing_key))"])
-            _ = try? readMessage(channel: frame.channel)
+            if let message = try? readMessage(channel: frame.channel) {
+                noteReturned(returned, properties: message.properties)
+            }
         case FERRY_BASIC_CANCEL:
             let cancel = method.decoded!.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             let tag = String(bytes: cancel.consumer_tag)
@@ -73,7 +84,7 @@ extension AMQPConnection {
         case FERRY_CONNECTION_UNBLOCKED:
             logger.notice("the broker accepts publishing again")
         default:
-            break  // late publisher confirms after a timeout, and methods Ferry does not use
+            break  // methods Ferry does not use
         }
     }
 
@@ -117,6 +128,7 @@ extension AMQPConnection {
         amqp_send_method(state, channel, FERRY_CHANNEL_CLOSE_OK, &closeOK)
         for continuation in consumers.values { continuation.finish(throwing: error) }
         consumers.removeAll()
+        failPendingConfirms(error)
         do {
             try openChannel()
         } catch {

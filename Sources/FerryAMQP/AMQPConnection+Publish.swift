@@ -1,9 +1,24 @@
 import CRabbitMQ
 import Foundation
 
+/// A published message waiting for the broker's confirm.
+struct PendingConfirm {
+    let continuation: CheckedContinuation<Void, any Error>
+    let routingKey: String
+    let deadline: ContinuousClock.Instant
+    /// Set when the broker returned the message; its ack then ends the publish with this error.
+    var returned: AMQPError?
+}
+
 extension AMQPConnection {
+    /// The header that carries a message's publish tag, so that a `basic.return` (which names no tag)
+    /// can be matched to the publish it belongs to.
+    static let publishTagHeader = "x-ferry-publish-tag"
+
     /// Publishes a message with `mandatory` set and returns only once the broker confirmed it, so that
-    /// a persistent message in a durable queue is safe on disk when this returns.
+    /// a persistent message in a durable queue is safe on disk when this returns. Publishes from many
+    /// tasks are pipelined: each waits for its own confirm while the connection sends the next, so
+    /// the broker can confirm (and fsync) them together.
     ///
     /// Throws `nacked` when the broker refused it, `returned` when no queue was bound to take it,
     /// `timedOut` when no confirm came within `options.confirmTimeout` (the connection is then ended,
@@ -11,73 +26,72 @@ extension AMQPConnection {
     public func publish(
         _ body: [UInt8], exchange: String = "", routingKey: String, properties: AMQPProperties = .init(), mandatory: Bool = true
     ) async throws {
-        try await perform {
-            try self.ensureOpen()
-            let arena = CArena()
-            var cProperties = properties.cProperties(in: arena)
-            let tag = self.nextPublishTag
-            let status = amqp_basic_publish(
-                self.state, self.channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
-                &cProperties, arena.bytes(body)
-            )
-            guard status == AMQP_STATUS_OK.rawValue else {
-                let error = AMQPError(.connectionLost, "publishing to \(exchange.isEmpty ? "queue" : "exchange \(exchange)") \(routingKey) failed: \(Self.describe(status: status))")
-                self.end(error)
-                throw error
-            }
-            self.nextPublishTag += 1
-            try self.waitForConfirm(of: tag, routingKey: routingKey)
-        }
-    }
-
-    /// Reads frames until the broker acks or nacks `tag`. A `basic.return` for the message comes
-    /// before its ack and makes the publish fail; deliveries for consumers are passed on meanwhile.
-    private func waitForConfirm(of tag: UInt64, routingKey: String) throws {
-        let deadline = ContinuousClock.now + options.confirmTimeout
-        var returned: AMQPError?
-        while true {
-            let remaining = deadline - .now
-            guard remaining > .zero, case .frame(let frame) = try waitForFrame(timeout: remaining) else {
-                let error = AMQPError(.timedOut, "the broker did not confirm the message for \(routingKey) within \(options.confirmTimeout)")
-                end(error)
-                throw error
-            }
-            guard frame.frame_type == FERRY_FRAME_METHOD, frame.channel == channel else {
-                handle(frame)
-                continue
-            }
-            let method = frame.payload.method
-            switch method.id {
-            case FERRY_BASIC_ACK:
-                let ack = method.decoded!.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
-                amqp_maybe_release_buffers(state)
-                guard ack.delivery_tag == tag || (ack.multiple != 0 && ack.delivery_tag >= tag) else { continue }
-                if let returned { throw returned }
-                return
-            case FERRY_BASIC_NACK:
-                let nack = method.decoded!.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
-                amqp_maybe_release_buffers(state)
-                guard nack.delivery_tag == tag || (nack.multiple != 0 && nack.delivery_tag >= tag) else { continue }
-                throw AMQPError(.nacked, "the broker refused the message for \(routingKey) (nack); publish it again later")
-            case FERRY_BASIC_RETURN:
-                let back = method.decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
-                returned = AMQPError(
-                    .returned,
-                    "no queue took the message for routing key \(routingKey): \(back.reply_code) \(String(bytes: back.reply_text)); declare and bind the queue first",
-                    replyCode: Int(back.reply_code)
-                )
-                _ = try readMessage(channel: frame.channel)
-                amqp_maybe_release_buffers(state)
-            case FERRY_CHANNEL_CLOSE, FERRY_CONNECTION_CLOSE:
-                handle(frame)
-                throw lifecycleError() ?? AMQPError(.channelClosed, "the broker closed the channel before confirming the message for \(routingKey)")
-            default:
-                handle(frame)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async {
+                do {
+                    try self.ensureOpen()
+                    let tag = self.nextPublishTag
+                    var tagged = properties
+                    tagged.headers[Self.publishTagHeader] = .int(Int64(tag))
+                    let arena = CArena()
+                    var cProperties = tagged.cProperties(in: arena)
+                    let status = amqp_basic_publish(
+                        self.state, self.channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
+                        &cProperties, arena.bytes(body)
+                    )
+                    guard status == AMQP_STATUS_OK.rawValue else {
+                        let error = AMQPError(.connectionLost, "publishing to \(exchange.isEmpty ? "queue" : "exchange \(exchange)") \(routingKey) failed: \(Self.describe(status: status))")
+                        self.end(error)
+                        throw error
+                    }
+                    self.nextPublishTag += 1
+                    self.pendingConfirms[tag] = PendingConfirm(
+                        continuation: continuation, routingKey: routingKey, deadline: .now + self.options.confirmTimeout
+                    )
+                    self.schedulePump()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }
         }
     }
 
-    private func lifecycleError() -> AMQPError? {
-        isOpen ? nil : AMQPError(.connectionLost, "the connection was lost before the broker confirmed the message")
+    /// Settles the publishes a `basic.ack` or `basic.nack` covers (one tag, or all up to it with `multiple`).
+    func settleConfirms(upTo tag: UInt64, multiple: Bool, nacked: Bool) {
+        let tags = multiple ? pendingConfirms.keys.filter { $0 <= tag } : (pendingConfirms[tag] == nil ? [] : [tag])
+        for tag in tags {
+            guard let pending = pendingConfirms.removeValue(forKey: tag) else { continue }
+            if nacked {
+                pending.continuation.resume(throwing: AMQPError(.nacked, "the broker refused the message for \(pending.routingKey) (nack); publish it again later"))
+            } else if let returned = pending.returned {
+                pending.continuation.resume(throwing: returned)
+            } else {
+                pending.continuation.resume()
+            }
+        }
+    }
+
+    /// Marks the publish a returned message belongs to; its ack follows and ends it with this error.
+    func noteReturned(_ back: amqp_basic_return_t, properties: AMQPProperties) {
+        guard let tag = properties.headers[Self.publishTagHeader]?.intValue, var pending = pendingConfirms[UInt64(tag)] else { return }
+        pending.returned = AMQPError(
+            .returned,
+            "no queue took the message for routing key \(pending.routingKey): \(back.reply_code) \(String(bytes: back.reply_text)); declare and bind the queue first",
+            replyCode: Int(back.reply_code)
+        )
+        pendingConfirms[UInt64(tag)] = pending
+    }
+
+    /// Fails every publish still waiting for a confirm (the channel or connection is gone).
+    func failPendingConfirms(_ error: AMQPError) {
+        let pending = pendingConfirms
+        pendingConfirms.removeAll()
+        for confirm in pending.values { confirm.continuation.resume(throwing: error) }
+    }
+
+    /// Ends the connection when a confirm is overdue: the fate of the message is unknown.
+    func checkConfirmDeadlines() {
+        guard let overdue = pendingConfirms.values.first(where: { $0.deadline < .now }) else { return }
+        end(AMQPError(.timedOut, "the broker did not confirm the message for \(overdue.routingKey) within \(options.confirmTimeout)"))
     }
 }

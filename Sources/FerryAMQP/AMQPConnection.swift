@@ -29,6 +29,11 @@ public final class AMQPConnection: @unchecked Sendable {
     /// The publisher-confirm sequence number the next publish gets (1 after every confirm.select).
     var nextPublishTag: UInt64 = 1
     var consumers: [String: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation] = [:]
+    /// Publishes waiting for the broker's confirm, by publish tag.
+    var pendingConfirms: [UInt64: PendingConfirm] = [:]
+
+    /// Nothing waits for frames: the pump then only keeps heartbeats going.
+    var isIdle: Bool { consumers.isEmpty && pendingConfirms.isEmpty }
 
     private struct Lifecycle {
         var endedBy: AMQPError?
@@ -116,6 +121,7 @@ public final class AMQPConnection: @unchecked Sendable {
             if clean { continuation.finish() } else { continuation.finish(throwing: error) }
         }
         consumers.removeAll()
+        failPendingConfirms(error)
         let socket = amqp_get_sockfd(state)
         if socket >= 0 { shutdown(socket, Int32(SHUT_RDWR)) }
         let waiters = lifecycle.withLock { state in

@@ -81,15 +81,44 @@ struct AMQPConnectionTests {
     }
 
     /// A job keeps its delivery unacknowledged for hours; the connection must stay up while nothing
-    /// else happens on it. With a 1 s heartbeat, the broker closes a silent connection after about 2 s.
+    /// else happens on it. With a 2 s heartbeat, the broker closes a silent connection after about 4 s.
     @Test func idleConnectionStaysAliveThroughHeartbeats() async throws {
-        let connection = try await Broker.connect("ferry-tests-heartbeat", options: .init(heartbeatSeconds: 1))
+        let connection = try await Broker.connect("ferry-tests-heartbeat", options: .init(heartbeatSeconds: 2))
         let queue = Broker.uniqueName("heartbeat")
         try await connection.declareQueue(queue, exclusive: true)
-        try await Task.sleep(for: .seconds(4))
+        try await Task.sleep(for: .seconds(7))
         #expect(connection.isConnected)
         try await connection.publish(Array("still here".utf8), routingKey: queue)
         #expect(try await connection.inspectQueue(queue).messageCount == 1)
+        try await connection.close()
+    }
+
+    /// Concurrent publishes share the connection and are confirmed together; a returned one fails alone.
+    @Test func concurrentPublishesArePipelinedAndEachGetsItsOwnOutcome() async throws {
+        let connection = try await Broker.connect("ferry-tests-pipelined")
+        let queue = Broker.uniqueName("pipelined")
+        try await connection.declareQueue(queue, arguments: ["x-queue-type": "quorum"])
+        let unroutable = Broker.uniqueName("nobody")
+        let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    let key = index == 100 ? unroutable : queue
+                    do {
+                        try await connection.publish(Array("m\(index)".utf8), routingKey: key)
+                        return (index, true)
+                    } catch let error as AMQPError where error.code == .returned {
+                        return (index, false)
+                    }
+                }
+            }
+            var outcomes: [Int: Bool] = [:]
+            for try await (index, confirmed) in group { outcomes[index] = confirmed }
+            return outcomes
+        }
+        #expect(outcomes.count == 200)
+        #expect(outcomes.filter { !$0.value }.map(\.key) == [100])
+        #expect(try await connection.inspectQueue(queue).messageCount == 199)
+        try await connection.deleteQueue(queue)
         try await connection.close()
     }
 }
