@@ -50,11 +50,7 @@ struct HTTPClientTests {
     @Test func streamsARequestBodyFromAFile() async throws {
         let work = try TemporaryDirectory()
         let size = 20 * 1024 * 1024 + 123
-        let bytes = (0..<size).map(TestServer.patternByte)
-        try Data(bytes).write(to: URL(fileURLWithPath: work.file("bundle.zip")))
-        var checksum: UInt64 = 0
-        TestServer.checksum(bytes, startingAt: &checksum)
-        let expected = checksum
+        let (_, expected) = try TestServer.writePatternFile(size: size, to: work.file("bundle.zip"))
         try await withServer { client, base in
             let response = try await client.execute(.init(method: "POST", url: base + "/upload", headers: [("Content-Type", "application/zip")], body: .file(path: work.file("bundle.zip"))))
             let receipt = try response.decode(TestServer.UploadReceipt.self)

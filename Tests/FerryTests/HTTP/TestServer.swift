@@ -19,6 +19,15 @@ enum TestServer {
     /// The byte at `index` of every generated download.
     static func patternByte(_ index: Int) -> UInt8 { UInt8(truncatingIfNeeded: index % 251) }
 
+    /// Writes `size` pattern bytes to `path`; returns them and the checksum the server will compute.
+    static func writePatternFile(size: Int, to path: String) throws -> (bytes: [UInt8], checksum: UInt64) {
+        let bytes = (0..<size).map(patternByte)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        var sum: UInt64 = 0
+        checksum(bytes, startingAt: &sum)
+        return (bytes, sum)
+    }
+
     static func checksum(_ bytes: some Sequence<UInt8>, startingAt start: inout UInt64) {
         for byte in bytes { start = (start &* 31) &+ UInt64(byte) }
     }

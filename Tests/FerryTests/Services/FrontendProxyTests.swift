@@ -49,11 +49,7 @@ struct FrontendProxyTests {
     @Test func uploadsAndDownloadsStreamThroughWithTheirBytes() async throws {
         let work = try TemporaryDirectory()
         let size = 12 * 1024 * 1024 + 5
-        let bytes = (0..<size).map(TestServer.patternByte)
-        try Data(bytes).write(to: URL(fileURLWithPath: work.file("bundle.zip")))
-        var checksum: UInt64 = 0
-        TestServer.checksum(bytes, startingAt: &checksum)
-        let expected = checksum
+        let (bytes, expected) = try TestServer.writePatternFile(size: size, to: work.file("bundle.zip"))
         try await withFrontend { client, base in
             let uploaded = try await client.execute(.init(method: "POST", url: base + "/api/upload", body: .file(path: work.file("bundle.zip"))))
             let receipt = try uploaded.decode(TestServer.UploadReceipt.self)
