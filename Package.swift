@@ -156,7 +156,7 @@ let package = Package(
         /// Tests against a real RabbitMQ broker (scripts/test starts one; they fail without it).
         .testTarget(
             name: "BrokerTests",
-            dependencies: ["FerryAMQP", "FerryContracts", "FerryBroker"],
+            dependencies: ["FerryAMQP", "FerryContracts", "FerryBroker", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         /// The whole stack as processes with the real broker, driven through the public API.

@@ -14,7 +14,7 @@ struct EventApplier: Service {
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown { await consume() }
+        await cancelWhenGracefulShutdown { await consume() }
     }
 
     private func consume() async {

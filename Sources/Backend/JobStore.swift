@@ -147,12 +147,12 @@ final class JobStore: Sendable, Service {
             """
             UPDATE jobs SET status = ?,
                 exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason), result_bytes = COALESCE(?, result_bytes),
-                started_at = CASE WHEN ? IN ('running') THEN COALESCE(started_at, ?) ELSE started_at END,
+                started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,
                 finished_at = CASE WHEN ? THEN ? ELSE finished_at END
             WHERE id = ? AND status IN (\(placeholders)) RETURNING id
             """,
             [.text(status.rawValue), exitCode.map { .integer(Int($0)) } ?? .null, reason.map(SQLiteData.text) ?? .null,
-             resultBytes.map { .integer(Int($0)) } ?? .null, .text(status.rawValue), time, .integer(status.isFinal ? 1 : 0), time,
+             resultBytes.map { .integer(Int($0)) } ?? .null, .integer(status == .running ? 1 : 0), time, .integer(status.isFinal ? 1 : 0), time,
              .text(id)] + predecessors.map(SQLiteData.text)
         )
         return !rows.isEmpty

@@ -43,20 +43,21 @@ struct JobsController {
 
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
-        let limits = try jobLimits(request.uri.queryParameters, fields: [:])
+        // Limits in the query are checked before the upload streams in, so a refusal costs nothing.
+        _ = try jobLimits(request.uri.queryParameters, fields: [:])
         let receiver = UploadReceiver(directory: settings.bundles, maxBytes: settings.maxUploadBytes, threads: settings.fileThreads)
         let upload = try await receiver.receive(request)
         let job: Job
         do {
-            let formLimits = try jobLimits(request.uri.queryParameters, fields: upload.fields)
+            let limits = try jobLimits(request.uri.queryParameters, fields: upload.fields)
             let bundleLimits = settings.bundleLimits
             let report = try await settings.fileThreads.runIfActive {
                 try BundleInspector.inspect(archive: upload.path, uploadName: upload.fileName, limits: bundleLimits)
             }
             job = Job(
                 id: UUID().uuidString.lowercased(), project: report.project, owner: user.username, status: .submitted,
-                submittedAt: Date(), timeLimit: formLimits?.timeLimitSeconds ?? limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
-                memoryLimit: formLimits?.memoryLimitMiB ?? limits?.memoryLimitMiB ?? settings.defaultMemoryLimit
+                submittedAt: Date(), timeLimit: limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
+                memoryLimit: limits?.memoryLimitMiB ?? settings.defaultMemoryLimit
             )
             guard rename(upload.path, settings.bundles + "/\(job.id).zip") == 0 else {
                 throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")

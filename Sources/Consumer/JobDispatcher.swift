@@ -19,7 +19,7 @@ struct JobDispatcher: Service {
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown { await consume() }
+        await cancelWhenGracefulShutdown { await consume() }
     }
 
     private func consume() async {

@@ -25,10 +25,3 @@ public struct AMQPConnectionOptions: Sendable {
         self.pollInterval = pollInterval
     }
 }
-
-extension Duration {
-    var timeInterval: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

@@ -1,4 +1,5 @@
 import FerryAMQP
+import FerryTestSupport
 import Foundation
 import Testing
 

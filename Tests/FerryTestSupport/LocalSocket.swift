@@ -4,11 +4,11 @@ import Glibc
 #endif
 
 /// A loopback TCP listener that accepts connections and never answers, for timeout tests.
-struct LocalSocket {
-    let descriptor: Int32
-    let port: Int
+public struct LocalSocket: Sendable {
+    public let descriptor: Int32
+    public let port: Int
 
-    static func listen() throws -> LocalSocket {
+    public static func listen() throws -> LocalSocket {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -26,13 +26,18 @@ struct LocalSocket {
     }
 
     /// A port that nothing listens on (bound once, then released).
-    static func unusedPort() throws -> Int {
+    public static func unusedPort() throws -> Int {
         let socket = try listen()
         socket.close()
         return socket.port
     }
 
-    func close() {
+    public func close() {
         Glibc.close(descriptor)
     }
+}
+
+/// A loopback TCP port that nothing listens on right now.
+public func unusedPort() throws -> Int {
+    try LocalSocket.unusedPort()
 }
