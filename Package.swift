@@ -126,6 +126,7 @@ let package = Package(
         .target(
             name: "FerryHTTPClient",
             dependencies: [
+                "FerryContracts",
                 "CCurl",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

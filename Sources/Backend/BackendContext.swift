@@ -1,3 +1,5 @@
+import FerryContracts
+import Foundation
 import Hummingbird
 
 /// The request context of the Backend: the authenticated user, once `BearerAuthenticator` found one.
@@ -9,6 +11,10 @@ struct BackendContext: RequestContext {
         coreContext = .init(source: source)
         user = nil
     }
+
+    /// Dates with milliseconds (FerryDate), so wait and run times of short jobs are visible.
+    var requestDecoder: JSONDecoder { .ferry() }
+    var responseEncoder: JSONEncoder { .ferry() }
 
     /// The caller, or 401 with a message that says how to authenticate.
     func requireUser() throws -> User {

@@ -30,8 +30,8 @@ func buildConsumer(reader: ConfigReader) throws -> some ApplicationProtocol {
 }
 
 /// The consumer service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildConsumerRouter() -> Router<BasicRequestContext> {
-    let router = Router()
+func buildConsumerRouter() -> Router<FerryRequestContext> {
+    let router = Router(context: FerryRequestContext.self)
     router.addHealthRoute(service: "consumer")
     return router
 }

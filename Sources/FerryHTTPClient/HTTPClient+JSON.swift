@@ -1,3 +1,4 @@
+import FerryContracts
 import Foundation
 
 extension HTTPClient {
@@ -12,7 +13,7 @@ extension HTTPClient {
         var requestBody = HTTPRequest.Body.none
         if let body {
             allHeaders.append(("Content-Type", "application/json"))
-            requestBody = .bytes(Array(try JSONEncoder.ferry.encode(body)))
+            requestBody = .bytes(Array(try JSONEncoder.ferry().encode(body)))
         }
         let response = try await execute(HTTPRequest(method: method, url: url, headers: allHeaders, body: requestBody, timeout: timeout))
         guard response.isSuccess else {
@@ -26,23 +27,6 @@ extension HTTPClient {
 extension HTTPResponse {
     /// Decodes the JSON body.
     public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
-        try JSONDecoder.ferry.decode(T.self, from: Data(body))
-    }
-}
-
-extension JSONEncoder {
-    /// ISO 8601 dates, as in Ferry's API.
-    static var ferry: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        return encoder
-    }
-}
-
-extension JSONDecoder {
-    static var ferry: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
+        try JSONDecoder.ferry().decode(T.self, from: Data(body))
     }
 }

@@ -22,8 +22,8 @@ func buildFrontend(reader: ConfigReader) throws -> some ApplicationProtocol {
 let frontendPages = ["/": "index.html", "/upload": "upload.html", "/results": "results.html"]
 
 /// The frontend service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildFrontendRouter(proxy: BackendProxy) -> Router<BasicRequestContext> {
-    let router = Router()
+func buildFrontendRouter(proxy: BackendProxy) -> Router<FerryRequestContext> {
+    let router = Router(context: FerryRequestContext.self)
     let publicFolder = Bundle.module.resourcePath! + "/Public"
     let files = FileIO()
     for (path, file) in frontendPages {

@@ -33,9 +33,7 @@ struct Manifest: Codable, Sendable {
     static func write(_ manifest: Manifest, final: RunState, to path: String) throws {
         var manifest = manifest
         manifest.state = final
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let encoder = JSONEncoder.ferry([.prettyPrinted, .sortedKeys])
         let temporary = path + ".partial"
         try encoder.encode(manifest).write(to: URL(fileURLWithPath: temporary))
         guard rename(temporary, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
@@ -44,8 +42,6 @@ struct Manifest: Codable, Sendable {
     /// The final state recorded by an earlier run of this job, if it finished.
     static func finishedState(at path: String) -> RunState? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return (try? decoder.decode(Manifest.self, from: data))?.state
+        return (try? JSONDecoder.ferry().decode(Manifest.self, from: data))?.state
     }
 }

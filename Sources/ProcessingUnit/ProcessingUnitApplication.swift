@@ -51,8 +51,8 @@ func inspectPython(_ python: String) async throws -> (executable: String, versio
 }
 
 /// The processing-unit service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry) -> Router<BasicRequestContext> {
-    let router = Router()
+func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry) -> Router<FerryRequestContext> {
+    let router = Router(context: FerryRequestContext.self)
     router.addHealthRoute(service: "processing-unit")
     /// Starts a run (or attaches to the existing one) and answers its state.
     router.post("/internal/v1/runs") { request, context -> RunState in

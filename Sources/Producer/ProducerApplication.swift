@@ -36,8 +36,8 @@ struct BrokerJobPublisher: JobPublisher {
 }
 
 /// The producer service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProducerRouter(publisher: any JobPublisher, logger: Logger) -> Router<BasicRequestContext> {
-    let router = Router()
+func buildProducerRouter(publisher: any JobPublisher, logger: Logger) -> Router<FerryRequestContext> {
+    let router = Router(context: FerryRequestContext.self)
     router.addHealthRoute(service: "producer")
     /// Answers 202 only once the broker confirmed the message; 503 when it cannot be published.
     router.post("/internal/v1/jobs") { request, context -> Response in

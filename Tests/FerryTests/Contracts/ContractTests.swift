@@ -30,11 +30,9 @@ struct ContractTests {
     }
 
     @Test func messagesSurviveJSONRoundTrips() throws {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        let date = Date(timeIntervalSince1970: 1_790_000_000)
+        let encoder = JSONEncoder.ferry()
+        let decoder = JSONDecoder.ferry()
+        let date = Date(timeIntervalSince1970: 1_790_000_000.125)
 
         let message = JobMessage(jobID: "j1", owner: "u1", project: "demo", bundlePath: "bundles/j1.zip",
                                  limits: .init(timeLimitSeconds: 3600, memoryLimitMiB: 2048), submittedAt: date)
@@ -44,6 +42,17 @@ struct ContractTests {
         let json = String(decoding: try encoder.encode(event), as: UTF8.self)
         #expect(json.contains(#""status":"timed_out""#))
         #expect(try decoder.decode(JobEvent.self, from: Data(json.utf8)) == event)
+    }
+
+    @Test func datesKeepMillisecondsAndOlderFormsStillRead() throws {
+        struct Stamp: Codable, Equatable { var at: Date }
+        let stamp = Stamp(at: Date(timeIntervalSince1970: 1_790_000_000.125))
+        let json = String(decoding: try JSONEncoder.ferry().encode(stamp), as: UTF8.self)
+        #expect(json == #"{"at":"2026-09-21T14:13:20.125Z"}"#)
+        #expect(try JSONDecoder.ferry().decode(Stamp.self, from: Data(json.utf8)) == stamp)
+        let whole = try JSONDecoder.ferry().decode(Stamp.self, from: Data(#"{"at":"2026-09-21T14:13:20Z"}"#.utf8))
+        #expect(whole.at == Date(timeIntervalSince1970: 1_790_000_000))
+        #expect(throws: DecodingError.self) { try JSONDecoder.ferry().decode(Stamp.self, from: Data(#"{"at":"yesterday"}"#.utf8)) }
     }
 
     @Test func topologyNamesMatchTheDesign() {

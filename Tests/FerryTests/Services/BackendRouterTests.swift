@@ -69,7 +69,7 @@ struct BackendRouterTests {
                 body: Self.bundle(["demo/code.py": "print(1)"])
             ) { response -> Job in
                 #expect(response.status == .created)
-                return try JSONDecoder.iso.decode(Job.self, from: response.body)
+                return try JSONDecoder.ferry().decode(Job.self, from: response.body)
             }
             #expect(job.project == "demo")
             #expect(job.status == .queued)
@@ -89,11 +89,11 @@ struct BackendRouterTests {
                 #expect(response.status == .notFound)
             }
             try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(bob)"]) { response in
-                let page = try JSONDecoder.iso.decode(JobPage.self, from: response.body)
+                let page = try JSONDecoder.ferry().decode(JobPage.self, from: response.body)
                 #expect(page.jobs.isEmpty)
             }
             try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(alice)"]) { response in
-                let page = try JSONDecoder.iso.decode(JobPage.self, from: response.body)
+                let page = try JSONDecoder.ferry().decode(JobPage.self, from: response.body)
                 #expect(page.jobs.map(\.id) == [job.id])
             }
         }
@@ -144,7 +144,7 @@ struct BackendRouterTests {
             let token = try await client.account("erin")
             try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: Self.bundle(["e/code.py": ""])) { response in
                 #expect(response.status == .created)
-                let job = try JSONDecoder.iso.decode(Job.self, from: response.body)
+                let job = try JSONDecoder.ferry().decode(Job.self, from: response.body)
                 #expect(job.status == .submitted)
             }
         }
@@ -154,7 +154,7 @@ struct BackendRouterTests {
         try await Self.withFixture() { fixture, client in
             let token = try await client.account("frank")
             let job = try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: Self.bundle(["f/code.py": ""])) { response in
-                try JSONDecoder.iso.decode(Job.self, from: response.body)
+                try JSONDecoder.ferry().decode(Job.self, from: response.body)
             }
             #expect(try await fixture.store.advance(job.id, to: .running, at: Date()))
             #expect(try await fixture.store.advance(job.id, to: .failed, at: Date(), exitCode: 3, reason: "exit 3"))
@@ -162,20 +162,13 @@ struct BackendRouterTests {
             let anotherFinal = try await fixture.store.advance(job.id, to: .succeeded, at: Date())
             #expect(!late && !anotherFinal)
             try await client.execute(uri: "/api/v1/jobs/\(job.id)", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
-                let current = try JSONDecoder.iso.decode(Job.self, from: response.body)
+                let current = try JSONDecoder.ferry().decode(Job.self, from: response.body)
                 #expect(current.status == .failed && current.exitCode == 3 && current.startedAt != nil && current.finishedAt != nil)
             }
         }
     }
 }
 
-extension JSONDecoder {
-    static var iso: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
-    }
-}
 
 struct LoginToken: Decodable {
     var token: String
@@ -190,7 +183,7 @@ extension TestClientProtocol {
         }
         return try await execute(uri: "/api/v1/auth/login", method: .post, headers: [.contentType: "application/json"], body: credentials) { response in
             #expect(response.status == .ok)
-            return try JSONDecoder.iso.decode(LoginToken.self, from: response.body).token
+            return try JSONDecoder.ferry().decode(LoginToken.self, from: response.body).token
         }
     }
 }

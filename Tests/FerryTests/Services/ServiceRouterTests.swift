@@ -12,7 +12,7 @@ import Testing
 
 @Suite("Service routers")
 struct ServiceRouterTests {
-    static let routers: [(String, @Sendable () -> Router<BasicRequestContext>)] = [
+    static let routers: [(String, @Sendable () -> Router<FerryRequestContext>)] = [
         ("producer", { buildProducerRouter(publisher: UnusedPublisher(), logger: Logger(label: "test")) }),
         ("consumer", buildConsumerRouter),
         ("processing-unit", {
