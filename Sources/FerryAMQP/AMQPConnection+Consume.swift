@@ -33,7 +33,6 @@ extension AMQPConnection {
             guard case .cancelled = termination, let self else { return }
             self.queue.async { self.cancelConsumer(tag) }
         }
-        schedulePump()
         return AMQPConsumer(tag: tag, stream: stream)
     }
 

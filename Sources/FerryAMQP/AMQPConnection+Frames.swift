@@ -1,5 +1,6 @@
 import CRabbitMQ
 import Foundation
+import Glibc
 
 extension AMQPConnection {
     enum FrameWait {
@@ -20,35 +21,55 @@ extension AMQPConnection {
         throw error
     }
 
-    /// Schedules the pump: right away while consumers or confirms wait for frames, otherwise after a
-    /// quarter of the heartbeat interval (at most a second), so heartbeats go out well within the
-    /// broker's tolerance of two intervals even when this machine is busy.
-    func schedulePump(idle: Bool = false) {
-        let work: @Sendable () -> Void = { [weak self] in self?.pump() }
-        if idle {
-            let heartbeat = Double(amqp_get_heartbeat(state))
-            let interval = heartbeat > 0 ? min(1.0, max(0.1, heartbeat / 4)) : 1.0
-            queue.asyncAfter(deadline: .now() + interval, execute: work)
-        } else {
-            queue.async(execute: work)
+    /// Starts watching the socket: a read source runs `readReadyFrames()` on `queue` whenever the
+    /// broker sent something, so no call ever waits behind a blocking read; a timer ticks every quarter
+    /// heartbeat (at most a second) to send heartbeats, notice a silent broker and overdue confirms.
+    /// The source watches a duplicate of the socket, so rabbitmq-c can close its own descriptor
+    /// whenever it likes; the source closes the duplicate when it is cancelled.
+    func startWatching() {
+        let watched = dup(amqp_get_sockfd(state))
+        guard watched >= 0 else { return }
+        let reader = DispatchSource.makeReadSource(fileDescriptor: watched, queue: queue)
+        reader.setEventHandler { [weak self] in self?.readReadyFrames() }
+        reader.setCancelHandler { Glibc.close(watched) }
+        reader.resume()
+        let heartbeat = Double(amqp_get_heartbeat(state))
+        let interval = heartbeat > 0 ? min(1.0, max(0.1, heartbeat / 4)) : 1.0
+        let ticker = DispatchSource.makeTimerSource(queue: queue)
+        ticker.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(50))
+        ticker.setEventHandler { [weak self] in self?.tick() }
+        ticker.resume()
+        watchers = [reader, ticker]
+    }
+
+    /// Stops the read source and the timer (the connection ended or is going away).
+    func stopWatching() {
+        for watcher in watchers { watcher.cancel() }
+        watchers = []
+    }
+
+    /// Handles every frame that is ready without waiting: those rabbitmq-c already buffered and those
+    /// on the socket. rabbitmq-c also sends a due heartbeat inside this call.
+    func readReadyFrames() {
+        do {
+            while isOpen, case .frame(let frame) = try waitForFrame(timeout: .zero) {
+                handle(frame)
+            }
+        } catch {
+            // waitForFrame ended the connection
         }
     }
 
-    /// Reads every frame that is ready, waiting at most one poll interval for the first one while
-    /// consumers are active, then yields the queue to other work and schedules itself again.
-    private func pump() {
+    /// After a synchronous call: frames that arrived during it wait in rabbitmq-c's buffer, where
+    /// the read source cannot see them.
+    func readBufferedFrames() {
+        if isOpen, amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 { readReadyFrames() }
+    }
+
+    private func tick() {
         guard isOpen else { return }
         checkConfirmDeadlines()
-        var timeout: Duration = isIdle ? .zero : options.pollInterval
-        do {
-            while isOpen, case .frame(let frame) = try waitForFrame(timeout: timeout) {
-                handle(frame)
-                timeout = .zero
-            }
-        } catch {
-            return  // waitForFrame ended the connection
-        }
-        if isOpen { schedulePump(idle: isIdle) }
+        readReadyFrames()
     }
 
     /// Handles a frame that arrived outside a synchronous call: a delivery, a channel or connection

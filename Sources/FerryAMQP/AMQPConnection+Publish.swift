@@ -48,7 +48,6 @@ extension AMQPConnection {
                     self.pendingConfirms[tag] = PendingConfirm(
                         continuation: continuation, routingKey: routingKey, deadline: .now + self.options.confirmTimeout
                     )
-                    self.schedulePump()
                 } catch {
                     continuation.resume(throwing: error)
                 }

@@ -8,9 +8,10 @@ import Synchronization
 ///
 /// rabbitmq-c forbids concurrent use of a connection and its calls block, so every C call runs on
 /// `queue`, a serial dispatch queue of this connection's own, never on the cooperative pool; every
-/// blocking wait has a timeout. Between calls the queue runs a pump that reads deliveries, answers
-/// heartbeats and notices a lost connection, which it reports through `closed()` and by ending every
-/// consumer stream with `AMQPError.Code.connectionLost`. A lost connection is never reused: open a new one.
+/// blocking wait has a timeout. A read source on the socket hands every arriving frame (deliveries,
+/// confirms, heartbeats) to the queue as it comes, and a timer sends heartbeats and notices a lost
+/// connection, which it reports through `closed()` and by ending every consumer stream with
+/// `AMQPError.Code.connectionLost`. A lost connection is never reused: open a new one.
 ///
 /// Use separate connections for publishing and consuming, as RabbitMQ advises: flow control that
 /// slows a publisher then never delays acknowledgements.
@@ -32,8 +33,8 @@ public final class AMQPConnection: @unchecked Sendable {
     /// Publishes waiting for the broker's confirm, by publish tag.
     var pendingConfirms: [UInt64: PendingConfirm] = [:]
 
-    /// Nothing waits for frames: the pump then only keeps heartbeats going.
-    var isIdle: Bool { consumers.isEmpty && pendingConfirms.isEmpty }
+    /// The socket's read source and the heartbeat timer (see `startWatching()`).
+    var watchers: [any DispatchSourceProtocol] = []
 
     private struct Lifecycle {
         var endedBy: AMQPError?
@@ -51,6 +52,7 @@ public final class AMQPConnection: @unchecked Sendable {
 
     deinit {
         // close() is the path that reports errors; this frees the C state and its socket.
+        stopWatching()
         amqp_destroy_connection(state)
     }
 
@@ -60,8 +62,10 @@ public final class AMQPConnection: @unchecked Sendable {
         to url: AMQPURL, options: AMQPConnectionOptions = .init(), logger: Logger
     ) async throws -> AMQPConnection {
         let connection = AMQPConnection(options: options, logger: logger)
-        try await connection.perform { try connection.open(url) }
-        connection.schedulePump()
+        try await connection.perform {
+            try connection.open(url)
+            connection.startWatching()
+        }
         logger.debug("AMQP connection open", metadata: ["amqp.url": "\(url)", "amqp.connection": "\(options.name)"])
         return connection
     }
@@ -99,7 +103,11 @@ public final class AMQPConnection: @unchecked Sendable {
     /// Runs `body` on the connection's queue and returns its result to the calling task.
     func perform<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
+            queue.async {
+                let result = Result { try body() }
+                self.readBufferedFrames()
+                continuation.resume(with: result)
+            }
         }
     }
 
@@ -114,6 +122,7 @@ public final class AMQPConnection: @unchecked Sendable {
     func end(_ error: AMQPError, clean: Bool = false) {
         guard isOpen else { return }
         isOpen = false
+        stopWatching()
         if !clean {
             logger.warning("AMQP connection lost", metadata: ["amqp.connection": "\(options.name)", "error": "\(error.message)"])
         }

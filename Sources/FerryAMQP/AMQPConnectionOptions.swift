@@ -10,18 +10,15 @@ public struct AMQPConnectionOptions: Sendable {
     public var rpcTimeout: Duration
     /// A published message must be confirmed by the broker within this.
     public var confirmTimeout: Duration
-    /// How long one wait for deliveries blocks the connection's queue before other work gets a turn.
-    public var pollInterval: Duration
 
     public init(
         name: String = "ferry", heartbeatSeconds: Int = 15, connectTimeout: Duration = .seconds(5),
-        rpcTimeout: Duration = .seconds(10), confirmTimeout: Duration = .seconds(30), pollInterval: Duration = .milliseconds(20)
+        rpcTimeout: Duration = .seconds(10), confirmTimeout: Duration = .seconds(30)
     ) {
         self.name = name
         self.heartbeatSeconds = heartbeatSeconds
         self.connectTimeout = connectTimeout
         self.rpcTimeout = rpcTimeout
         self.confirmTimeout = confirmTimeout
-        self.pollInterval = pollInterval
     }
 }
