@@ -11,6 +11,24 @@ enum Project {
         return Made(folder: folder, zip: try zip(folder: work, name: "trivial"))
     }
 
+    /// A job that computes for `seconds` of CPU time, like the shortest real analyses.
+    static func computing(in work: String, seconds: Double) throws -> Made {
+        let folder = work + "/compute"
+        try write(
+            """
+            import time
+            start = time.process_time()
+            n = 0
+            while time.process_time() - start < \(seconds):
+                n += 1
+            with open('output/result.txt', 'w') as f:
+                f.write(str(n))
+
+            """, to: folder + "/code.py")
+        try FileManager.default.createDirectory(atPath: folder + "/output", withIntermediateDirectories: true)
+        return Made(folder: folder, zip: try zip(folder: work, name: "compute"))
+    }
+
     static func withRequirements(in work: String, tag: String) throws -> String {
         let folder = work + "/reqs-\(tag)"
         try write("import six\nopen('output/six.txt', 'w').write(six.__version__)\n", to: folder + "/code.py")
