@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,22 +14,33 @@ struct ChildRun {
         /// The signal that ended the process, if one did.
         var signal: Int32?
         var timedOut: Bool
+        /// Peak resident memory of the largest process among it and the children it waited for.
+        var maxResidentBytes: UInt64 = 0
+        /// CPU seconds (user + system) of it and the children it waited for.
+        var cpuSeconds: Double = 0
     }
 
     var executable: String
     var arguments: [String]
-    var directory: String
+    /// The working directory; nil keeps the unit's (a sandbox sets its own).
+    var directory: String?
     var environment: [String: String]
     var standardOutput: String
     var standardError: String
     var timeout: Duration?
+    /// Called with the pid (also the process group) as soon as the program started.
+    var onStart: (@Sendable (pid_t) -> Void)?
 
     func run() async throws -> Outcome {
         let pid = try spawn()
+        onStart?(pid)
         let exit = AsyncStream<Int32>.makeStream()
+        let usage = Mutex(rusage())
         Thread.detachNewThread {
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            var used = rusage()
+            while wait4(pid, &status, 0, &used) < 0 && errno == EINTR {}
+            usage.withLock { $0 = used }
             exit.continuation.yield(status)
             exit.continuation.finish()
         }
@@ -58,7 +70,12 @@ struct ChildRun {
         // Nothing the program started may outlive it.
         kill(-pid, SIGKILL)
         let signalled = status & 0x7F != 0
-        return Outcome(exitCode: signalled ? 128 + (status & 0x7F) : (status >> 8) & 0xFF, signal: signalled ? status & 0x7F : nil, timedOut: timedOut)
+        let used = usage.withLock { $0 }
+        return Outcome(
+            exitCode: signalled ? 128 + (status & 0x7F) : (status >> 8) & 0xFF, signal: signalled ? status & 0x7F : nil, timedOut: timedOut,
+            maxResidentBytes: UInt64(max(0, used.ru_maxrss)) * 1024,
+            cpuSeconds: Double(used.ru_utime.tv_sec + used.ru_stime.tv_sec) + Double(used.ru_utime.tv_usec + used.ru_stime.tv_usec) / 1_000_000
+        )
     }
 
     /// posix_spawn with stdout and stderr appended to their files, stdin from /dev/null, a new process group.
@@ -87,14 +104,15 @@ struct ChildRun {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
 
         // env(1) changes the working directory (Swift's Glibc lacks posix_spawn_file_actions_addchdir_np).
-        let argv = (["/usr/bin/env", "--chdir=\(directory)", "--", executable] + arguments).map { strdup($0) } + [nil]
+        let command = directory.map { ["/usr/bin/env", "--chdir=\($0)", "--", executable] } ?? [executable]
+        let argv = (command + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, envp)
+        let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, envp)
         guard result == 0 else {
             throw ChildRunError(message: "cannot start \(executable): \(String(cString: strerror(result)))")
         }

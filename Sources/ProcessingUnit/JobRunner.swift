@@ -11,6 +11,7 @@ import NIOPosix
 /// and write `manifest.json`. Every change of status goes to the registry, where the Consumer sees it.
 struct JobRunner: Sendable {
     let settings: UnitSettings
+    let sandbox: Sandbox
     let environments: EnvironmentCache
     let registry: RunRegistry
     let logger: Logger
@@ -72,35 +73,72 @@ struct JobRunner: Sendable {
         manifest.packages = await environments.installedPackages(environment)
         manifest.preparingSeconds = Date().timeIntervalSince(preparing)
 
-        // Running.
+        // Running, contained (see Sandbox): the job's files become the job user's, its cgroup holds
+        // its memory and process limits, and a watcher ends it when its output grows past the limit.
+        if sandbox.settings.mode == .bubblewrap {
+            try await NIOThreadPool.singleton.runIfActive { try Self.changeOwner(of: work, to: sandbox.user) }
+        } else {
+            logger.warning("job runs WITHOUT a sandbox (unit.sandbox=none): as Ferry's own user, with network and access to Ferry's files")
+        }
+        let memoryBytes = UInt64(message.limits.memoryLimitMiB) << 20
+        let cgroup = try sandbox.cgroups.map {
+            try JobCgroup(version: $0, name: "ferry-job-" + message.jobID, memoryBytes: memoryBytes, processes: sandbox.settings.maxProcesses)
+        }
+        defer { cgroup?.killAllAndRemove() }
+        let limits = JobSandboxLimits(
+            memoryBytes: memoryBytes, cpuSeconds: message.limits.timeLimitSeconds * ProcessInfo.processInfo.activeProcessorCount
+        )
+        let command = sandbox.command(python: environment.python, readOnly: [environment.directory], work: work, project: project, limits: limits, cgroup: cgroup)
         let startedAt = Date()
         await registry.update(message.jobID) { $0.status = .running; $0.startedAt = startedAt }
-        let outcome = try await ChildRun(
-            executable: environment.python, arguments: ["code.py"], directory: project,
-            environment: [
-                "PATH": environment.directory + "/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8",
-                "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "FERRY_JOB_ID": message.jobID,
-            ],
+        let watcher = OutputWatcher(paths: [work, stdout, stderr], limit: sandbox.settings.maxOutputBytes)
+        let outcome = try await watcher.watch(while: ChildRun(
+            executable: command.executable, arguments: command.arguments, directory: command.directory,
+            environment: sandbox.environment(for: message.jobID, pythonEnvironment: environment.directory, work: work),
             standardOutput: stdout, standardError: stderr, timeout: .seconds(message.limits.timeLimitSeconds)
-        ).run()
+        ))
         manifest.runningSeconds = Date().timeIntervalSince(startedAt)
+        manifest.peakMemoryBytes = cgroup?.peakBytes ?? outcome.maxResidentBytes
+        manifest.cpuSeconds = outcome.cpuSeconds
+        let outOfMemory = cgroup?.oomKilled == true
+        cgroup?.killAllAndRemove()
 
-        // The result: output/ as it is, whatever the outcome, so partial output is kept.
+        // The result: output/ as it is, whatever the outcome, so partial output is kept. Only an
+        // output folder that really is inside the work folder counts (the job may have replaced it
+        // with a symbolic link to elsewhere); inside it, links and special files are skipped.
         let result = settings.results + "/" + message.jobID + ".zip"
         var resultBytes: Int64?
         if !FileManager.default.fileExists(atPath: result) {  // a finished result is never overwritten
             try FileManager.default.createDirectory(atPath: settings.results, withIntermediateDirectories: true)
-            let summary = try await NIOThreadPool.singleton.runIfActive { try ZipWriter.archive(folder: project + "/output", to: result) }
+            let output = Self.contained(project + "/output", in: work) ?? NSTemporaryDirectory() + "ferry-empty-\(message.jobID)"
+            let summary = try await NIOThreadPool.singleton.runIfActive {
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                return try ZipWriter.archive(folder: output, to: result)
+            }
             resultBytes = Int64(summary.archiveBytes)
         } else {
             resultBytes = (try? FileManager.default.attributesOfItem(atPath: result)[.size] as? NSNumber)??.int64Value
         }
 
         var state = RunState(jobID: message.jobID, status: .succeeded, resultBytes: resultBytes, startedAt: startedAt, finishedAt: Date())
+        let outputLimit = "\(sandbox.settings.maxOutputBytes >> 20) MiB"
+        let signal = outcome.signal ?? (sandbox.settings.mode == .bubblewrap && outcome.exitCode > 128 ? outcome.exitCode - 128 : nil)
         if outcome.timedOut {
             state.status = .timedOut
             state.reason = "The job ran longer than its time limit of \(message.limits.timeLimitSeconds) s and was stopped."
-        } else if let signal = outcome.signal {
+        } else if outOfMemory {
+            state.status = .killed
+            state.reason = "The job used more memory than its limit of \(message.limits.memoryLimitMiB) MiB and was stopped. Ask for a higher memoryLimit or use less memory."
+        } else if watcher.exceeded || OutputWatcher.anyFile(in: [work, stdout, stderr], reaches: sandbox.settings.maxOutputBytes) {
+            state.status = .killed
+            state.reason = "The job wrote more than the output size limit of \(outputLimit) (files and logs together, or one file) and was stopped."
+        } else if signal == SIGXCPU || outcome.cpuSeconds >= Double(limits.cpuSeconds) {
+            state.status = .killed
+            state.reason = "The job used more than its CPU time limit of \(limits.cpuSeconds) s and was stopped."
+        } else if signal == SIGXFSZ {
+            state.status = .killed
+            state.reason = "A file of the job reached the output size limit of \(outputLimit) and the job was stopped."
+        } else if let signal {
             state.status = .killed
             state.reason = "code.py was ended by signal \(signal)."
         } else if outcome.exitCode != 0 {
@@ -111,6 +149,23 @@ struct JobRunner: Sendable {
             state.exitCode = 0
         }
         return state
+    }
+
+    /// `path` resolved, if it is a folder inside `folder` (after following every link).
+    static func contained(_ path: String, in folder: String) -> String? {
+        guard let real = realpath(path, nil), let base = realpath(folder, nil) else { return nil }
+        defer { free(real); free(base) }
+        let resolved = String(cString: real), root = String(cString: base)
+        var isFolder: ObjCBool = false
+        guard resolved.hasPrefix(root + "/"), FileManager.default.fileExists(atPath: resolved, isDirectory: &isFolder), isFolder.boolValue else { return nil }
+        return resolved
+    }
+
+    /// Gives the job user the extracted work folder (never following links; extraction refuses them).
+    static func changeOwner(of folder: String, to user: (uid: uid_t, gid: gid_t)) throws {
+        try FileTree.walk(folder) { path, _ in
+            guard lchown(path, user.uid, user.gid) == 0 else { throw ChildRunError(message: "cannot give \(path) to the job user: \(String(cString: strerror(errno)))") }
+        }
     }
 
     static func sha256(of path: String) throws -> String {

@@ -21,6 +21,9 @@ struct Manifest: Codable, Sendable {
     var preparingSeconds: Double?
     var runningSeconds: Double?
     var totalSeconds: Double?
+    /// The job's peak memory: its cgroup's high-water mark, or the largest process's when there is none.
+    var peakMemoryBytes: UInt64?
+    var cpuSeconds: Double?
     var state: RunState?
 
     init(jobID: String, unit: String, python: String) {

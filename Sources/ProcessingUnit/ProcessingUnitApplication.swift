@@ -16,16 +16,31 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     for folder in [settings.jobs, settings.results, settings.environments] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     }
-    let (python, pythonVersion) = try await inspectPython(settings.python)
+    var sandboxSettings = try SandboxSettings(reader: reader)
+    // A sandboxed job's interpreter must be reachable by the job user: Debian's /usr/bin/python3
+    // unless the operator names another (a pyenv Python under /root is not).
+    if reader.string(forKey: "python.path") == nil, sandboxSettings.mode == .bubblewrap, FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
+        settings.python = "/usr/bin/python3"
+    }
+    let (python, pythonVersion, pythonPrefix) = try await inspectPython(settings.python)
     settings.python = python
+    sandboxSettings.pythonPrefix = pythonPrefix
     if let uv = settings.uv, uv.contains("/shims/") {
-        // A pyenv shim needs pyenv's environment; use the binary installed beside the interpreter.
-        let beside = (python as NSString).deletingLastPathComponent + "/uv"
-        settings.uv = FileManager.default.isExecutableFile(atPath: beside) ? beside : nil
+        // A pyenv shim needs pyenv's environment; use the binary installed beside an interpreter.
+        let pathPython = try? await inspectPython("python3").executable
+        settings.uv = [python, pathPython].compactMap { $0 }
+            .map { ($0 as NSString).deletingLastPathComponent + "/uv" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+    let sandbox = try await Sandbox.prepare(sandboxSettings, python: python, dataDirectory: settings.dataDirectory)
+    if sandbox.settings.mode == .none {
+        logger.warning("unit.sandbox=none: jobs run as Ferry's own user with network and access to Ferry's files; use this only where every user is trusted")
+    } else {
+        logger.info("jobs run sandboxed: user \(sandbox.settings.jobUser), bubblewrap, cgroups \(sandbox.cgroups.map { "\($0)" } ?? "none")")
     }
     logger.info("python \(pythonVersion) at \(python), environments with \(settings.uv ?? "venv + pip")")
     let registry = RunRegistry()
-    let runner = JobRunner(settings: settings, environments: EnvironmentCache(settings: settings, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
+    let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
     let executor = JobExecutor(runner: runner, registry: registry)
     return buildServiceApplication(
         service: "processing-unit", router: buildProcessingUnitRouter(executor: executor, registry: registry), http: http,
@@ -33,21 +48,22 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     )
 }
 
-/// The interpreter's real path (not a pyenv shim) and its version, e.g. `3.11.7`, asked of the
-/// interpreter itself; the version is part of every environment's cache key.
-func inspectPython(_ python: String) async throws -> (executable: String, version: String) {
+/// The interpreter's real path (not a pyenv shim), its version, e.g. `3.11.7`, and the folder it is
+/// installed in, asked of the interpreter itself; the version is part of every environment's cache
+/// key, and the sandbox binds the folder read-only when it is outside /usr.
+func inspectPython(_ python: String) async throws -> (executable: String, version: String, prefix: String) {
     let output = NSTemporaryDirectory() + "ferry-python-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: output) }
     let environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "PYENV_ROOT", "PYENV_VERSION"].contains($0.key) }
     let outcome = try await ChildRun(
-        executable: UnitSettings.find(python) ?? python, arguments: ["-c", "import sys; print(sys.executable); print(sys.version.split()[0])"],
+        executable: UnitSettings.find(python) ?? python, arguments: ["-c", "import sys; print(sys.executable); print(sys.version.split()[0]); print(sys.base_prefix)"],
         directory: "/", environment: environment, standardOutput: output, standardError: output, timeout: .seconds(30)
     ).run()
     let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    guard outcome.exitCode == 0, lines.count >= 2 else {
+    guard outcome.exitCode == 0, lines.count >= 3 else {
         throw ConfigurationError(key: "python.path", message: "\(python) does not run (\(lines.joined(separator: " "))); install Python 3 or point python.path at it")
     }
-    return (lines[0], lines[1])
+    return (lines[0], lines[1], lines[2])
 }
 
 /// The processing-unit service's routes; its dependencies are parameters so that tests can pass fakes.

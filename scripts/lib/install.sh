@@ -2,7 +2,8 @@
 # Installs the Debian packages Ferry needs when they are missing. Sourced by scripts/test and scripts/run.
 
 # Build and run: the C libraries the Swift wrappers link, pkg-config to find them, and the broker.
-FERRY_PACKAGES=(pkg-config librabbitmq-dev libzip-dev libcurl4-openssl-dev rabbitmq-server procps curl zip unzip python3 python3-venv python3-pip)
+# bubblewrap and util-linux (setpriv, prlimit) contain the jobs.
+FERRY_PACKAGES=(pkg-config librabbitmq-dev libzip-dev libcurl4-openssl-dev rabbitmq-server procps curl zip unzip python3 python3-venv python3-pip bubblewrap util-linux)
 
 ferry_install_packages() {
   local missing=() package
@@ -28,8 +29,22 @@ ferry_install_packages() {
       || echo "install: uv could not be installed; jobs will use venv + pip" >&2
     hash -r
   fi
+  ferry_create_job_user
   if ! command -v swift >/dev/null; then
     echo "install: Swift 6 is not on PATH. Install the Swift toolchain from swift.org (it is not a Debian package) and retry." >&2
     return 1
   fi
+}
+
+# Jobs run as this unprivileged user, never as Ferry's own (see the README's security section).
+FERRY_JOB_USER=${FERRY_UNIT_JOB_USER:-ferry-job}
+ferry_create_job_user() {
+  id "$FERRY_JOB_USER" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install: the job user $FERRY_JOB_USER is missing; create it as root:" \
+      "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin $FERRY_JOB_USER" >&2
+    return 0
+  fi
+  echo "install: job user $FERRY_JOB_USER"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$FERRY_JOB_USER"
 }

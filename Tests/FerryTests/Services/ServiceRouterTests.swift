@@ -18,7 +18,7 @@ struct ServiceRouterTests {
         ("processing-unit", {
             let registry = RunRegistry()
             let settings = UnitSettings(dataDirectory: "/nonexistent")
-            let runner = JobRunner(settings: settings, environments: EnvironmentCache(settings: settings, pythonVersion: "3", logger: Logger(label: "test")), registry: registry, logger: Logger(label: "test"))
+            let runner = JobRunner(settings: settings, sandbox: Sandbox.unsandboxed, environments: EnvironmentCache(settings: settings, pythonVersion: "3", logger: Logger(label: "test")), registry: registry, logger: Logger(label: "test"))
             return buildProcessingUnitRouter(executor: JobExecutor(runner: runner, registry: registry), registry: registry)
         }),
     ]

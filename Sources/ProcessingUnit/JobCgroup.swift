@@ -1,0 +1,161 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A control group per job, for what rlimits cannot do: a memory limit for the job as a whole (the
+/// kernel's OOM killer ends it and says so), a process-count limit, its peak memory, and killing
+/// everything in it. Works with cgroup v1 (memory and pids hierarchies) and v2 (unified), under the
+/// unit's own cgroup, which the unit must be allowed to write (root, or a delegated cgroup in a
+/// container).
+struct JobCgroup: Sendable {
+    enum Version: Sendable, Equatable {
+        /// The unit's folders in the memory and pids hierarchies.
+        case v1(memory: String, pids: String)
+        /// The folder job cgroups are created in; its subtree_control enables memory and pids.
+        case v2(parent: String)
+    }
+
+    /// Finds the unit's cgroups and makes sure job cgroups can be created under them; nil with the
+    /// reason when they cannot.
+    static func detect() -> Result<Version, CgroupError> {
+        guard let lines = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else {
+            return .failure(CgroupError("cannot read /proc/self/cgroup"))
+        }
+        var v1: [String: String] = [:]
+        var unified: String?
+        for line in lines.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3 else { continue }
+            if parts[0] == "0" && parts[1].isEmpty { unified = parts[2] }
+            for controller in parts[1].split(separator: ",") { v1[String(controller)] = parts[2] }
+        }
+        if let memory = v1["memory"], let pids = v1["pids"],
+           FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory\(memory)/memory.limit_in_bytes") {
+            let version = Version.v1(memory: "/sys/fs/cgroup/memory" + memory, pids: "/sys/fs/cgroup/pids" + pids)
+            return probe(version)
+        }
+        if let unified, FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") {
+            return enableV2(parent: "/sys/fs/cgroup" + (unified == "/" ? "" : unified))
+        }
+        return .failure(CgroupError("no writable memory and pids cgroup controllers were found"))
+    }
+
+    /// cgroup v2 allows controllers for child groups only when the parent holds no processes itself,
+    /// so the unit first moves into a child group of its own.
+    private static func enableV2(parent: String) -> Result<Version, CgroupError> {
+        let control = parent + "/cgroup.subtree_control"
+        if (try? String(contentsOfFile: control, encoding: .utf8))?.contains("memory") == true,
+           (try? String(contentsOfFile: control, encoding: .utf8))?.contains("pids") == true {
+            return probe(.v2(parent: parent))
+        }
+        let own = parent + "/ferry-unit"
+        do {
+            try FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: true)
+            try write("\(getpid())", to: own + "/cgroup.procs")
+            try write("+memory +pids", to: control)
+        } catch {
+            return .failure(CgroupError("cannot enable the memory and pids controllers in \(parent): \(error)"))
+        }
+        return probe(.v2(parent: parent))
+    }
+
+    /// Creates and removes a test group, so that a unit that cannot limit jobs fails at start.
+    private static func probe(_ version: Version) -> Result<Version, CgroupError> {
+        do {
+            let group = try JobCgroup(version: version, name: "ferry-probe-\(getpid())", memoryBytes: 64 << 20, processes: 16)
+            group.remove()
+            return .success(version)
+        } catch {
+            return .failure(CgroupError("cannot create a job cgroup: \(error)"))
+        }
+    }
+
+    let version: Version
+    let folders: [String]
+
+    /// Creates the job's group with its limits. Swap is limited too where the kernel accounts it.
+    init(version: Version, name: String, memoryBytes: UInt64, processes: Int) throws {
+        self.version = version
+        switch version {
+        case .v1(let memory, let pids):
+            folders = [memory + "/" + name, pids + "/" + name]
+            for folder in folders { try Self.makeFolder(folder) }
+            try Self.write("\(memoryBytes)", to: folders[0] + "/memory.limit_in_bytes")
+            if FileManager.default.fileExists(atPath: folders[0] + "/memory.memsw.limit_in_bytes") {
+                try? Self.write("\(memoryBytes)", to: folders[0] + "/memory.memsw.limit_in_bytes")
+            }
+            try Self.write("\(processes)", to: folders[1] + "/pids.max")
+        case .v2(let parent):
+            folders = [parent + "/" + name]
+            try Self.makeFolder(folders[0])
+            try Self.write("\(memoryBytes)", to: folders[0] + "/memory.max")
+            try? Self.write("0", to: folders[0] + "/memory.swap.max")
+            try Self.write("\(processes)", to: folders[0] + "/pids.max")
+        }
+    }
+
+    /// The files a process writes its pid to, to join the group (the job's launcher does this
+    /// before it starts anything of the job's).
+    var processFiles: [String] { folders.map { $0 + "/cgroup.procs" } }
+
+    /// Whether the kernel's OOM killer ended a process of the job.
+    var oomKilled: Bool {
+        let file = switch version {
+        case .v1: folders[0] + "/memory.oom_control"
+        case .v2: folders[0] + "/memory.events"
+        }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return false }
+        return text.split(separator: "\n").contains { line in
+            let parts = line.split(separator: " ")
+            return parts.count == 2 && parts[0] == "oom_kill" && (Int(parts[1]) ?? 0) > 0
+        }
+    }
+
+    /// The job's peak memory in bytes, where the kernel records it.
+    var peakBytes: UInt64? {
+        let file = switch version {
+        case .v1: folders[0] + "/memory.max_usage_in_bytes"
+        case .v2: folders[0] + "/memory.peak"
+        }
+        return (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Kills every process in the group (until none is left) and removes the group.
+    func killAllAndRemove() {
+        for _ in 0..<100 {
+            let pids = processFiles.flatMap { file in
+                ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+            }
+            if pids.isEmpty { break }
+            for pid in pids { kill(pid, SIGKILL) }
+            usleep(10_000)
+        }
+        remove()
+    }
+
+    func remove() {
+        for folder in folders { rmdir(folder) }
+    }
+
+    private static func makeFolder(_ path: String) throws {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw CgroupError("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func write(_ value: String, to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw CgroupError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        let bytes = Array(value.utf8)
+        guard Glibc.write(descriptor, bytes, bytes.count) == bytes.count else {
+            throw CgroupError("cannot write \(value) to \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+struct CgroupError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
