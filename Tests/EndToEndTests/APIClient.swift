@@ -59,8 +59,8 @@ struct Researcher: Sendable {
         ))
     }
 
-    func submit(_ zip: String, fileName: String, multipart: Bool = true) async throws -> APIJob {
-        let response = try await upload(zip, fileName: fileName, multipart: multipart)
+    func submit(_ zip: String, fileName: String, multipart: Bool = true, fields: [String: String] = [:]) async throws -> APIJob {
+        let response = try await upload(zip, fileName: fileName, multipart: multipart, fields: fields)
         try #require(response.status == 201, "upload answered \(response.status): \(String(decoding: response.body, as: UTF8.self))")
         return try response.decode(APIJob.self)
     }

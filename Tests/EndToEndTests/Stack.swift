@@ -43,7 +43,8 @@ final class Stack: Sendable {
         do {
             for (executable, port, extra) in [
                 ("Producer", producer, [String]()),
-                ("ProcessingUnit", unit, []),
+                // A small output limit, so that the disk-filler test ends quickly.
+                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64"]),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
                 ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
             ] {

@@ -1,0 +1,149 @@
+import FerryTestSupport
+import Foundation
+import Testing
+
+/// Hostile code.py against the real stack: every job is contained (see the README's security
+/// section), each limit ends it with a reason that names the limit, nothing of it keeps running,
+/// and Ferry goes on serving.
+@Suite("Sandboxed jobs end to end", .runningStack)
+struct SandboxTests {
+    var stack: Stack { Stack.current! }
+
+    /// Runs `code` as a job with `fields` (limits) and returns the finished job.
+    private func run(_ code: String, as researcher: Researcher, fields: [String: String] = [:], in work: TemporaryDirectory) async throws -> APIJob {
+        let name = "hostile\(UUID().uuidString.prefix(6).lowercased())"
+        let zip = try Bundles.folder(name, files: ["code.py": code], in: work)
+        let job = try await researcher.submit(zip, fileName: name + ".zip", fields: fields)
+        return try await researcher.waitUntilFinished(job.id, seconds: 120)
+    }
+
+    /// Processes whose environment names this job: none may outlive it.
+    private func processesOf(_ jobID: String) -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { Int($0) != nil } ?? []
+        return pids.filter { pid in
+            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return String(decoding: environ, as: UTF8.self).contains("FERRY_JOB_ID=\(jobID)")
+        }
+    }
+
+    @Test func theNetworkIsUnreachableFromAJob() async throws {
+        let work = try TemporaryDirectory()
+        let brokerPort = Int(URLComponents(string: Stack.amqpURL)?.port ?? 5679)
+        let backendPort = Int(URLComponents(string: stack.backendURL)?.port ?? 0)
+        // The test itself reaches both, so a refusal inside the job is the sandbox's doing.
+        #expect(try connects(to: brokerPort) && connects(to: backendPort))
+        let probe = """
+            import json, socket
+            results = {}
+            for name, (host, port) in {"broker": ("127.0.0.1", \(brokerPort)), "backend": ("127.0.0.1", \(backendPort)),
+                                       "outside-by-ip": ("1.1.1.1", 53), "outside-by-name": ("pypi.org", 443)}.items():
+                try:
+                    socket.create_connection((host, port), timeout=2).close()
+                    results[name] = "reached"
+                except OSError as error:
+                    results[name] = type(error).__name__
+            json.dump(results, open("output/network.json", "w"))
+            """
+        let alice = try await Researcher.signUp("net", on: stack)
+        let job = try await run(probe, as: alice, in: work)
+        #expect(job.status == "succeeded", "\(job.reason ?? "")")
+        let report = try #require(try await alice.result(job.id, into: work)["network.json"])
+        let results = try JSONDecoder().decode([String: String].self, from: Data(report.utf8))
+        #expect(results.count == 4)
+        for (target, outcome) in results { #expect(outcome != "reached", "the job reached \(target)") }
+    }
+
+    @Test func aJobSeesNeitherOtherJobsNorFerrysFilesAndIsNotFerrysUser() async throws {
+        let work = try TemporaryDirectory()
+        let other = try await Researcher.signUp("victim", on: stack)
+        let secret = try await run("open('output/secret.txt', 'w').write('secret of another job')\n", as: other, in: work)
+        #expect(secret.status == "succeeded")
+
+        let probe = """
+            import json, os
+            seen = []
+            for top in ["/"]:
+                for folder, folders, files in os.walk(top):
+                    folders[:] = [f for f in folders if os.path.join(folder, f) not in ("/proc", "/sys", "/dev")]
+                    seen += [os.path.join(folder, f) for f in files]
+            leaks = []
+            for path in seen:
+                if path.startswith("/usr/"): continue
+                try: text = open(path, errors="replace").read(1000000)
+                except OSError: continue
+                if "secret of another" + " job" in text: leaks.append(path)
+            json.dump({"uid": os.getuid(), "gid": os.getgid(), "files": [p for p in seen if not p.startswith("/usr/")],
+                       "leaks": leaks, "pids": [p for p in os.listdir("/proc") if p.isdigit()],
+                       "root": sorted(os.listdir("/"))}, open("output/view.json", "w"))
+            """
+        let mallory = try await Researcher.signUp("snoop", on: stack)
+        let job = try await run(probe, as: mallory, in: work)
+        #expect(job.status == "succeeded", "\(job.reason ?? "")")
+        struct View: Decodable { var uid: UInt32; var gid: UInt32; var files: [String]; var leaks: [String]; var pids: [String]; var root: [String] }
+        let view = try JSONDecoder().decode(View.self, from: Data(try #require(try await mallory.result(job.id, into: work)["view.json"]).utf8))
+        #expect(view.uid != getuid() && view.uid != 0, "the job ran as Ferry's user or root")
+        #expect(view.root.sorted() == ["bin", "dev", "etc", "job", "lib", "lib64", "proc", "sbin", "tmp", "usr"])
+        // Of the volume, only its own work folder (/job) and its Python environment (read-only) exist.
+        let allowed = ["/job/", "/etc/", stack.data.path + "/envs/"]
+        for file in view.files {
+            #expect(allowed.contains { file.hasPrefix($0) } && !file.contains(secret.id), "the job saw \(file)")
+        }
+        #expect(view.leaks.isEmpty, "the job read another job's or Ferry's files: \(view.leaks)")
+        #expect(view.pids.count <= 3, "the job saw processes other than its own: \(view.pids)")
+    }
+
+    @Test func anEndlessLoopTimesOutAndLeavesNothingRunning() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("loop", on: stack)
+        let job = try await run("import subprocess\nsubprocess.Popen(['sleep', '600'])\nwhile True:\n    pass\n", as: alice, fields: ["timeLimit": "2"], in: work)
+        #expect(job.status == "timed_out")
+        #expect(job.reason?.contains("time limit of 2 s") == true)
+        #expect(processesOf(job.id).isEmpty)
+    }
+
+    @Test func aMemoryHogIsKilledForItsMemory() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("hog", on: stack)
+        let job = try await run("blocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20))\n", as: alice, fields: ["memoryLimit": "64"], in: work)
+        #expect(job.status == "killed")
+        #expect(job.reason?.contains("memory") == true, "\(job.reason ?? "")")
+        let manifest = try String(contentsOfFile: stack.data.file("jobs/\(job.id)/manifest.json"), encoding: .utf8)
+        #expect(manifest.contains("peakMemoryBytes"))
+        #expect(processesOf(job.id).isEmpty)
+    }
+
+    @Test func aForkBombCannotForkWithoutBoundAndFerryKeepsServing() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("forker", on: stack)
+        async let bomb = run("import os\nwhile True:\n    os.fork()\n", as: alice, fields: ["timeLimit": "30"], in: work)
+        // Meanwhile an ordinary job runs to the end.
+        let bystander = try await Researcher.signUp("bystander", on: stack)
+        let normal = try await run("open('output/ok.txt', 'w').write('ok')\n", as: bystander, in: work)
+        #expect(normal.status == "succeeded")
+        let job = try await bomb
+        #expect(["killed", "failed"].contains(job.status), "\(job.status): \(job.reason ?? "")")
+        #expect(processesOf(job.id).isEmpty)
+    }
+
+    @Test func aDiskFillerIsKilledForItsOutputSize() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("filler", on: stack)
+        let filler = "import os\nos.makedirs('output/many', exist_ok=True)\nfor i in range(100000):\n    open(f'output/many/{i}.bin', 'wb').write(b'x' * (1 << 20))\n"
+        let job = try await run(filler, as: alice, in: work)
+        #expect(job.status == "killed")
+        #expect(job.reason?.contains("output size") == true, "\(job.reason ?? "")")
+        #expect(processesOf(job.id).isEmpty)
+    }
+
+    private func connects(to port: Int) throws -> Bool {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
