@@ -74,12 +74,12 @@ struct EnvironmentCache: Sendable {
         if let uv = settings.uv {
             try await step(uv, ["venv", "--quiet", "--python", settings.python, directory])
             if !requirements.isEmpty {
-                try await step(uv, ["pip", "install", "--quiet", "--python", directory + "/bin/python", "-r", requirementsFile] + index)
+                try await step(uv, ["pip", "install", "--quiet", "--no-config", "--python", directory + "/bin/python", "-r", requirementsFile] + index + (settings.allowSourceBuilds ? [] : ["--no-build"]))
             }
         } else {
             try await step(settings.python, ["-m", "venv", directory])
             if !requirements.isEmpty {
-                try await step(directory + "/bin/python", ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirementsFile] + index)
+                try await step(directory + "/bin/python", ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirementsFile] + index + (settings.allowSourceBuilds ? [] : ["--only-binary=:all:"]))
             }
         }
     }

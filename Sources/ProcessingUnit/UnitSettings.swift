@@ -11,6 +11,9 @@ struct UnitSettings: Sendable {
     var uv: String?
     /// The package index environments install from, whatever a bundle says; nil uses pip's default.
     var packageIndex: String?
+    /// Whether packages without a wheel may be built from source. Building runs the package's own
+    /// setup code in the unit, so it is off: environments are made of wheels only.
+    var allowSourceBuilds = false
     var name: String
 
     init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit") {
@@ -30,6 +33,7 @@ struct UnitSettings: Sendable {
         let uvSetting = reader.string(forKey: "python.uv", default: "auto")
         uv = uvSetting == "off" ? nil : (uvSetting == "auto" ? Self.find("uv") : uvSetting)
         packageIndex = reader.string(forKey: "python.index")
+        allowSourceBuilds = reader.bool(forKey: "python.allow-source-builds", default: false)
         name = reader.string(forKey: "unit.name", default: "\(ProcessInfo.processInfo.hostName):\(port)")
     }
 

@@ -76,5 +76,23 @@ struct ServiceProcessTests {
         #expect(try await level.waitForExit() == 78)
         #expect(level.standardError.contains("loud"))
     }
-}
 
+    @Test func aUnitThatCannotSandboxJobsRefusesToStartUnlessTheOperatorOptsOut() async throws {
+        let data = try TemporaryDirectory()
+        let missingUser = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(try unusedPort())", "--data-dir", data.path, "--unit-job-user", "no-such-ferry-user"])
+        #expect(try await missingUser.waitForExit() == 78)
+        #expect(missingUser.standardError.contains("no-such-ferry-user") && missingUser.standardError.contains("FERRY_UNIT_SANDBOX=none"))
+
+        let unknown = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(try unusedPort())", "--data-dir", data.path, "--unit-sandbox", "chroot"])
+        #expect(try await unknown.waitForExit() == 78)
+        #expect(unknown.standardError.contains("chroot"))
+
+        let port = try unusedPort()
+        let optedOut = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(port)", "--data-dir", data.path, "--unit-sandbox", "none", "--unit-job-user", "no-such-ferry-user"])
+        let client = HTTPClient()
+        #expect(try await optedOut.waitForHealth(port: port, client: client).status == 200)
+        try await client.shutdown()
+        #expect(try await optedOut.terminate() == 0)
+        #expect(optedOut.standardError.contains("unit.sandbox=none"))
+    }
+}

@@ -1,0 +1,121 @@
+import FerryBundle
+import FerryTestSupport
+import FerryZip
+import Foundation
+import Testing
+
+/// Every bundle form Ferry refuses, each with its stable error code, checked before anything is
+/// extracted or queued.
+@Suite("Hostile bundles are refused")
+struct HostileBundleTests {
+    static func zip(_ build: (inout RawZipBuilder) -> Void) throws -> String {
+        var builder = RawZipBuilder()
+        build(&builder)
+        let path = NSTemporaryDirectory() + "ferry-hostile-\(UUID().uuidString).zip"
+        try builder.write(to: path)
+        return path
+    }
+
+    static func withRequirements(_ text: String) throws -> String {
+        try zip { $0.file("p/code.py", "print(1)"); $0.file("p/requirements.txt", text) }
+    }
+
+    static let archiveCases: [(String, String, @Sendable (inout RawZipBuilder) -> Void)] = [
+        ("absolute path", "bundle.unsafe_path", { $0.file("/etc/cron.d/evil", "x"); $0.file("p/code.py", "") }),
+        ("parent folder", "bundle.unsafe_path", { $0.file("../evil.py", "x"); $0.file("p/code.py", "") }),
+        ("parent inside a path", "bundle.unsafe_path", { $0.file("p/../../evil.py", "x"); $0.file("p/code.py", "") }),
+        ("symbolic link", "bundle.symlink", { $0.file("p/code.py", ""); $0.symlink("p/data", to: "/etc/passwd") }),
+        ("named pipe", "bundle.not_regular_file", { $0.file("p/code.py", ""); $0.add(.init(name: "p/fifo", data: [], mode: 0o010644)) }),
+        ("device", "bundle.not_regular_file", { $0.file("p/code.py", ""); $0.add(.init(name: "p/disk", data: [], mode: 0o060644)) }),
+        ("encrypted entry", "bundle.encrypted", { $0.add(.init(name: "p/code.py", data: Array("print(1)".utf8), encrypted: true)) }),
+        ("no code.py", "bundle.missing_code_py", { $0.file("p/main.py", "print(1)") }),
+        ("code.py too deep", "bundle.missing_code_py", { $0.file("a/b/code.py", "print(1)") }),
+        ("two project folders", "bundle.ambiguous_project", { $0.file("a/code.py", ""); $0.file("b/code.py", "") }),
+        ("only litter", "bundle.empty", { $0.file("__MACOSX/._code.py", "x"); $0.file(".DS_Store", "x") }),
+    ]
+
+    @Test(arguments: 0..<archiveCases.count)
+    func archiveFormsAreRefused(_ index: Int) throws {
+        let (label, code, build) = Self.archiveCases[index]
+        let path = try Self.zip(build)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let error = try #require(throws: BundleError.self, "\(label)") { try BundleInspector.inspect(archive: path, uploadName: "p.zip") }
+        #expect(error.code == code, "\(label): \(error)")
+        #expect(!error.message.isEmpty)
+    }
+
+    static let requirementCases: [(String, String)] = [
+        ("--index-url https://evil.example/simple\nnumpy\n", "bundle.requirements_option"),
+        ("-i https://evil.example/simple\n", "bundle.requirements_option"),
+        ("--extra-index-url https://evil.example/simple\n", "bundle.requirements_option"),
+        ("-f https://evil.example/wheels\n", "bundle.requirements_option"),
+        ("--find-links /tmp/wheels\n", "bundle.requirements_option"),
+        ("--trusted-host evil.example\n", "bundle.requirements_option"),
+        ("-e git+https://evil.example/repo.git#egg=x\n", "bundle.requirements_option"),
+        ("-r other.txt\n", "bundle.requirements_option"),
+        ("-c constraints.txt\n", "bundle.requirements_option"),
+        ("https://evil.example/pkg-1.0.tar.gz\n", "bundle.requirements_url"),
+        ("git+https://evil.example/repo.git\n", "bundle.requirements_url"),
+        ("./local/package\n", "bundle.requirements_path"),
+        ("/opt/wheels/pkg.whl\n", "bundle.requirements_path"),
+        ("numpy @ file:///home/conda/feedstock_root/build_artifacts/numpy_1700000000/work\n", "bundle.requirements_url"),
+        ("pkg @ https://evil.example/pkg.whl\n", "bundle.requirements_url"),
+        ("numpy==${NUMPY_VERSION}\n", "bundle.requirements_variable"),
+        ("numpy = = 1\n", "bundle.requirements_syntax"),
+    ]
+
+    @Test(arguments: 0..<requirementCases.count)
+    func forbiddenRequirementsAreRefusedNamingTheLine(_ index: Int) throws {
+        let (text, code) = Self.requirementCases[index]
+        let path = try Self.withRequirements("# pinned\nrequests==2.31.0\n" + text)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let error = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: path, uploadName: "p.zip") }
+        #expect(error.code == code, "\(text): \(error)")
+        #expect(error.message.contains("requirements.txt line 3"), "\(error.message)")
+    }
+
+    @Test func allowedRequirementFormsPass() throws {
+        let path = try Self.withRequirements("numpy==1.26.4 ; python_version >= '3.9'\r\nrequests[socks]>=2,<3  # comment\nsix==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try BundleInspector.inspect(archive: path, uploadName: "p.zip").requirements.count == 3)
+    }
+
+    @Test func sizeCountAndRatioLimitsApply() throws {
+        let many = try Self.zip { builder in
+            builder.file("p/code.py", "")
+            for index in 0..<30 { builder.file("p/data/\(index).txt", "x") }
+        }
+        let big = try Self.zip { $0.file("p/code.py", ""); $0.file("p/data.bin", String(repeating: "x", count: 4096)) }
+        defer { for path in [many, big] { try? FileManager.default.removeItem(atPath: path) } }
+        let tooMany = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: many, uploadName: nil, limits: .init(maxEntries: 10)) }
+        #expect(tooMany.code == "bundle.too_many_entries")
+        let tooLarge = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: big, uploadName: nil, limits: .init(maxUncompressedBytes: 1024)) }
+        #expect(tooLarge.code == "bundle.too_large")
+
+        // A real deflated entry of 2 MiB of zeros: about 1000:1, far above 200:1.
+        let work = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: work.file("p"), withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: work.file("p/code.py"), contents: Data())
+        FileManager.default.createFile(atPath: work.file("p/zeros.bin"), contents: Data(count: 2 << 20))
+        let bomb = work.file("bomb.zip")
+        let staging = try TemporaryDirectory()
+        try FileManager.default.moveItem(atPath: work.file("p"), toPath: staging.file("p"))
+        _ = try ZipWriter.archive(folder: staging.path, to: bomb)
+        let ratio = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: bomb, uploadName: nil) }
+        #expect(ratio.code == "bundle.suspicious_compression")
+    }
+
+    @Test func emptyCorruptAndTruncatedUploadsAreNamedAsSuch() throws {
+        let valid = try Self.zip { $0.file("p/code.py", "print('a fairly long line so that truncation cuts the central directory')") }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: valid))
+        let empty = valid + ".empty", truncated = valid + ".cut", garbage = valid + ".txt"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count - 30))
+        FileManager.default.createFile(atPath: garbage, contents: Data("just some text, not a zip file".utf8))
+        defer { for path in [valid, empty, truncated, garbage] { try? FileManager.default.removeItem(atPath: path) } }
+        for (path, codes) in [(empty, ["bundle.empty"]), (truncated, ["bundle.corrupt", "bundle.not_a_zip"]), (garbage, ["bundle.not_a_zip"])] {
+            let error = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: path, uploadName: nil) }
+            #expect(codes.contains(error.code), "\(path): \(error)")
+        }
+    }
+}
