@@ -103,7 +103,7 @@ let package = Package(
         .target(
             name: "FerryService",
             dependencies: [
-                "FerryContracts", "FerryAMQP",
+                "FerryContracts", "FerryAMQP", "FerryBundle",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

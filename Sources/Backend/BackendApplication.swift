@@ -3,6 +3,7 @@ import FerryAMQP
 import FerryBroker
 import FerryContracts
 import FerryHTTPClient
+import FerryBundle
 import FerryService
 import Foundation
 import Hummingbird
@@ -21,6 +22,7 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     }
     var settings = JobSettings(dataDirectory: data)
     settings.maxUploadBytes = reader.int(forKey: "limits.upload-bytes", default: settings.maxUploadBytes)
+    settings.bundleLimits = try BundleLimits(reader: reader)
     settings.defaultTimeLimit = reader.int(forKey: "limits.time-default", default: settings.defaultTimeLimit)
     settings.maxTimeLimit = reader.int(forKey: "limits.time-max", default: settings.maxTimeLimit)
     settings.defaultMemoryLimit = reader.int(forKey: "limits.memory-default", default: settings.defaultMemoryLimit)

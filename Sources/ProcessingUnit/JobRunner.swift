@@ -54,8 +54,12 @@ struct JobRunner: Sendable {
         FileManager.default.createFile(atPath: stdout, contents: nil)
         FileManager.default.createFile(atPath: stderr, contents: nil)
         let report = try await NIOThreadPool.singleton.runIfActive {
-            let report = try BundleInspector.inspect(archive: bundle, uploadName: message.project + ".zip")
-            try ZipReader(path: bundle).extractAll(into: work, including: { !BundleInspector.isLitter(name: $0.name) })
+            let limits = settings.bundleLimits
+            let report = try BundleInspector.inspect(archive: bundle, uploadName: message.project + ".zip", limits: limits)
+            try ZipReader(path: bundle).extractAll(
+                into: work, limits: .init(maxEntries: limits.maxEntries, maxTotalBytes: limits.maxUncompressedBytes),
+                including: { !BundleInspector.isLitter(name: $0.name) }
+            )
             return report
         }
         manifest.bundleSHA256 = try await NIOThreadPool.singleton.runIfActive { try Self.sha256(of: bundle) }

@@ -1,4 +1,5 @@
 import Configuration
+import FerryBundle
 import FerryContracts
 import FerryService
 import Foundation
@@ -14,6 +15,8 @@ struct UnitSettings: Sendable {
     /// Whether packages without a wheel may be built from source. Building runs the package's own
     /// setup code in the unit, so it is off: environments are made of wheels only.
     var allowSourceBuilds = false
+    /// Extraction checks the bundle again with the same limits as the Backend's upload check.
+    var bundleLimits = BundleLimits()
     var name: String
 
     init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit") {
@@ -34,6 +37,7 @@ struct UnitSettings: Sendable {
         uv = uvSetting == "off" ? nil : (uvSetting == "auto" ? Self.find("uv") : uvSetting)
         packageIndex = reader.string(forKey: "python.index")
         allowSourceBuilds = reader.bool(forKey: "python.allow-source-builds", default: false)
+        bundleLimits = try BundleLimits(reader: reader)
         name = reader.string(forKey: "unit.name", default: "\(ProcessInfo.processInfo.hostName):\(port)")
     }
 

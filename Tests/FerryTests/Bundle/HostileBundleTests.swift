@@ -1,4 +1,6 @@
+import Configuration
 import FerryBundle
+import FerryService
 import FerryTestSupport
 import FerryZip
 import Foundation
@@ -117,5 +119,20 @@ struct HostileBundleTests {
             let error = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: path, uploadName: nil) }
             #expect(codes.contains(error.code), "\(path): \(error)")
         }
+    }
+
+    @Test func limitsComeFromConfigurationAndBadValuesAreRefused() throws {
+        let reader = ConfigReader(provider: InMemoryProvider(values: [
+            "limits.bundle-entries": 5, "limits.bundle-uncompressed-mib": 1, "limits.bundle-compression-ratio": 50,
+        ]))
+        let limits = try BundleLimits(reader: reader)
+        #expect(limits.maxEntries == 5 && limits.maxUncompressedBytes == 1 << 20 && limits.maxCompressionRatio == 50)
+        let many = try Self.zip { builder in
+            builder.file("p/code.py", "")
+            for index in 0..<6 { builder.file("p/\(index).txt", "x") }
+        }
+        defer { try? FileManager.default.removeItem(atPath: many) }
+        #expect(throws: BundleError.self) { try BundleInspector.inspect(archive: many, uploadName: nil, limits: limits) }
+        #expect(throws: ConfigurationError.self) { try BundleLimits(reader: ConfigReader(provider: InMemoryProvider(values: ["limits.bundle-entries": 0]))) }
     }
 }
