@@ -13,12 +13,12 @@ public enum FerryDate {
     public static let decoding = JSONDecoder.DateDecodingStrategy.custom { decoder in
         let container = try decoder.singleValueContainer()
         let text = try container.decode(String.self)
-        if let date = try? withFraction.parse(text) ?? withoutFraction.parse(text) { return date }
+        // The style with fractions also reads dates without one.
+        if let date = try? withFraction.parse(text) { return date }
         throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected an ISO 8601 date such as 2026-11-21T09:30:00.125Z, got \(text)")
     }
 
     private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    private static let withoutFraction = Date.ISO8601FormatStyle()
 }
 
 extension JSONEncoder {

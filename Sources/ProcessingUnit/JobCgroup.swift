@@ -45,8 +45,8 @@ struct JobCgroup: Sendable {
     /// so the unit first moves into a child group of its own.
     private static func enableV2(parent: String) -> Result<Version, CgroupError> {
         let control = parent + "/cgroup.subtree_control"
-        if (try? String(contentsOfFile: control, encoding: .utf8))?.contains("memory") == true,
-           (try? String(contentsOfFile: control, encoding: .utf8))?.contains("pids") == true {
+        let enabled = (try? String(contentsOfFile: control, encoding: .utf8)) ?? ""
+        if enabled.contains("memory") && enabled.contains("pids") {
             return probe(.v2(parent: parent))
         }
         let own = parent + "/ferry-unit"

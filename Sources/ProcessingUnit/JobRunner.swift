@@ -104,8 +104,8 @@ struct JobRunner: Sendable {
         manifest.runningSeconds = Date().timeIntervalSince(startedAt)
         manifest.peakMemoryBytes = cgroup?.peakBytes ?? outcome.maxResidentBytes
         manifest.cpuSeconds = outcome.cpuSeconds
+        // Read before the deferred removal of the group, which also ends anything of the job left.
         let outOfMemory = cgroup?.oomKilled == true
-        cgroup?.killAllAndRemove()
 
         // The result: output/ as it is, whatever the outcome, so partial output is kept. Only an
         // output folder that really is inside the work folder counts (the job may have replaced it

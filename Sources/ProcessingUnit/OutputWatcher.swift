@@ -32,7 +32,7 @@ final class OutputWatcher: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     if Task.isCancelled { break }
-                    if Self.diskUsage(of: paths) > limit {
+                    if Self.usage(of: paths).allocated > limit {
                         state.withLock { $0 = true }
                         let target = pid.load(ordering: .relaxed)
                         if target > 0 { kill(-target, SIGKILL) }
@@ -52,21 +52,23 @@ final class OutputWatcher: Sendable {
         }
     }
 
-    /// Bytes allocated on disk by the files under `paths` (links are not followed).
-    static func diskUsage(of paths: [String]) -> UInt64 {
-        var total: UInt64 = 0
-        forEachFile(in: paths) { info in total += UInt64(info.st_blocks) * 512 }
-        return total
+    /// Bytes allocated on disk by the files under `paths`, and the size of the largest file (links
+    /// are not followed), in one walk.
+    static func usage(of paths: [String]) -> (allocated: UInt64, largestFile: UInt64) {
+        var allocated: UInt64 = 0, largest: UInt64 = 0
+        for path in paths {
+            FileTree.walk(path) { _, info in
+                allocated += UInt64(info.st_blocks) * 512
+                largest = max(largest, UInt64(info.st_size))
+            }
+        }
+        return (allocated, largest)
     }
 
-    /// Whether a file under `paths` is as large as `limit` (RLIMIT_FSIZE stopped it there).
+    /// Whether the files under `paths` together, or one of them (RLIMIT_FSIZE stopped it there),
+    /// reached `limit`.
     static func anyFile(in paths: [String], reaches limit: UInt64) -> Bool {
-        var found = false
-        forEachFile(in: paths) { info in if UInt64(info.st_size) >= limit { found = true } }
-        return found || diskUsage(of: paths) > limit
-    }
-
-    private static func forEachFile(in paths: [String], _ body: (stat) -> Void) {
-        for path in paths { FileTree.walk(path) { _, info in body(info) } }
+        let usage = usage(of: paths)
+        return usage.largestFile >= limit || usage.allocated > limit
     }
 }
