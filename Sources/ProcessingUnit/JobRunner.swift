@@ -103,7 +103,10 @@ struct JobRunner: Sendable {
         ))
         manifest.runningSeconds = Date().timeIntervalSince(startedAt)
         manifest.peakMemoryBytes = cgroup?.peakBytes ?? outcome.maxResidentBytes
-        manifest.cpuSeconds = outcome.cpuSeconds
+        // wait4 sees the CPU time of the processes the unit itself waited for: the whole job when it
+        // runs directly, but not what runs inside bubblewrap's PID namespace; no figure beats a wrong one.
+        let measuresCPU = sandbox.settings.mode == .none
+        manifest.cpuSeconds = measuresCPU ? outcome.cpuSeconds : nil
         // Read before the deferred removal of the group, which also ends anything of the job left.
         let outOfMemory = cgroup?.oomKilled == true
 
@@ -136,7 +139,7 @@ struct JobRunner: Sendable {
         } else if watcher.exceeded || OutputWatcher.anyFile(in: [work, stdout, stderr], reaches: sandbox.settings.maxOutputBytes) {
             state.status = .killed
             state.reason = "The job wrote more than the output size limit of \(outputLimit) (files and logs together, or one file) and was stopped."
-        } else if signal == SIGXCPU || outcome.cpuSeconds >= Double(limits.cpuSeconds) {
+        } else if signal == SIGXCPU || (measuresCPU && outcome.cpuSeconds >= Double(limits.cpuSeconds)) {
             state.status = .killed
             state.reason = "The job used more than its CPU time limit of \(limits.cpuSeconds) s and was stopped."
         } else if signal == SIGXFSZ {

@@ -23,6 +23,7 @@ struct Manifest: Codable, Sendable {
     var totalSeconds: Double?
     /// The job's peak memory: its cgroup's high-water mark, or the largest process's when there is none.
     var peakMemoryBytes: UInt64?
+    /// CPU seconds of the job, where the unit can measure them (not inside the sandbox yet).
     var cpuSeconds: Double?
     var state: RunState?
 
