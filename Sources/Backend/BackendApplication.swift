@@ -41,16 +41,32 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
         store: store, logger: logger
     )
-    let router = buildBackendRouter(store: store, queue: queue, settings: settings, bcryptCost: UInt8(bcryptCost), logger: logger)
+    let control = BrokerLinkControl(link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
+    let admins = Set((reader.string(forKey: "auth.admins") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+    let router = buildBackendRouter(
+        store: store, queue: queue, control: control, settings: settings,
+        auth: AuthSettings(bcryptCost: UInt8(bcryptCost), admins: admins), logger: logger
+    )
     return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events], logger: logger)
 }
 
 /// The backend service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildBackendRouter(store: JobStore, queue: any JobQueue, settings: JobSettings, bcryptCost: UInt8, logger: Logger) -> Router<BackendContext> {
+func buildBackendRouter(
+    store: JobStore, queue: any JobQueue, control: any BrokerControl, settings: JobSettings, auth: AuthSettings, logger: Logger
+) -> Router<BackendContext> {
     let router = Router(context: BackendContext.self)
     router.addHealthRoute(service: "backend")
-    router.add(middleware: BearerAuthenticator(store: store))
-    AuthController(store: store, bcryptCost: bcryptCost).register(to: router)
-    JobsController(store: store, queue: queue, settings: settings, logger: logger).register(to: router)
+    router.add(middleware: Authenticator(store: store, admins: auth.admins))
+    AuthController(store: store, bcryptCost: auth.bcryptCost, throttle: auth.throttle, admins: auth.admins).register(to: router)
+    JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
+    AdminController(store: store, control: control, logger: logger).register(to: router)
     return router
+}
+
+/// How accounts are checked: bcrypt's cost, administrators besides the first account (`auth.admins`),
+/// and the slowdown after failed logins.
+struct AuthSettings: Sendable {
+    var bcryptCost: UInt8 = 12
+    var admins: Set<String> = []
+    var throttle = LoginThrottle()
 }

@@ -25,7 +25,9 @@ struct EventApplier: Service {
                     try await connection.reject(delivery, requeue: false)
                     continue
                 }
-                let moved = try await store.advance(event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes)
+                let moved = try await store.advance(
+                    event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes, unit: event.unit
+                )
                 logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved)"])
                 try await connection.ack(delivery)
             }
@@ -40,5 +42,23 @@ struct ProducerQueue: JobQueue {
 
     func enqueue(_ message: JobMessage) async throws {
         try await http.json("POST", producerURL + "/internal/v1/jobs", body: message, timeout: .seconds(30))
+    }
+}
+
+/// Cancel requests and the queue's depth, straight from the broker.
+struct BrokerLinkControl: BrokerControl {
+    let link: BrokerLink
+
+    func cancel(_ request: CancelRequest) async throws {
+        // A fanout with no Consumer bound has nobody to tell; the cancel marker still stops the job.
+        try await link.connection().publish(
+            try FerryJSON.encode(request), exchange: Topology.controlExchange, routingKey: "",
+            properties: AMQPProperties(contentType: "application/json"), mandatory: false
+        )
+    }
+
+    func jobsWaiting() async throws -> (messages: Int, consumers: Int) {
+        let state = try await link.connection().inspectQueue(Topology.jobsQueue)
+        return (state.messageCount, state.consumerCount)
     }
 }

@@ -12,6 +12,13 @@ protocol JobQueue: Sendable {
     func enqueue(_ message: JobMessage) async throws
 }
 
+/// What the Backend asks of the broker directly: cancel requests on `ferry.control`, and how many
+/// jobs wait in `ferry.jobs` (the admin page).
+protocol BrokerControl: Sendable {
+    func cancel(_ request: CancelRequest) async throws
+    func jobsWaiting() async throws -> (messages: Int, consumers: Int)
+}
+
 /// Limits and places the jobs routes use, read once from configuration.
 struct JobSettings: Sendable {
     var dataDirectory: String
@@ -30,6 +37,7 @@ struct JobSettings: Sendable {
 struct JobsController {
     let store: JobStore
     let queue: any JobQueue
+    let control: any BrokerControl
     let settings: JobSettings
     let logger: Logger
 
@@ -39,6 +47,12 @@ struct JobsController {
         router.get("/api/v1/jobs/{id}", use: details)
         router.get("/api/v1/jobs/{id}/log", use: log)
         router.get("/api/v1/jobs/{id}/result", use: result)
+        router.get("/api/v1/jobs/{id}/history", use: history)
+        router.get("/api/v1/jobs/{id}/manifest", use: manifest)
+        router.post("/api/v1/jobs/{id}/cancel", use: cancel)
+        router.post("/api/v1/jobs/{id}/rerun", use: rerun)
+        router.delete("/api/v1/jobs/{id}", use: delete)
+        router.get("/api/v1/projects", use: projects)
     }
 
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
@@ -69,7 +83,12 @@ struct JobsController {
             unlink(upload.path)
             throw error
         }
-        // Outbox: the job is on disk as `submitted` before anything else happens.
+        return try await submit(job, user: user)
+    }
+
+    /// Records the job (outbox: it is on disk as `submitted` before anything else happens), hands it
+    /// to the Producer and answers 201 with the job as it is now.
+    private func submit(_ job: Job, user: User) async throws -> EditedResponse<Job> {
         try await store.insert(job, ownerID: user.id)
         var answered = job
         let message = JobMessage(
@@ -86,11 +105,93 @@ struct JobsController {
         return EditedResponse(status: .created, headers: [.location: "/api/v1/jobs/\(job.id)"], response: current)
     }
 
+    /// Cancels a job that has not ended: a waiting job is `canceled` at once and never runs; a
+    /// preparing or running one is killed by its unit, which then reports `canceled`.
+    @Sendable func cancel(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
+        let user = try context.requireUser()
+        let job = try await ownedJob(context)
+        guard !job.status.isFinal else {
+            throw APIError(.conflict, code: "job.finished", message: "Job \(job.id) already ended (\(job.status.rawValue)); there is nothing to cancel.")
+        }
+        // The marker first: it is what a unit checks before starting the job and while running it.
+        let data = settings.dataDirectory
+        try await settings.fileThreads.runIfActive { try CancelMarker.write(jobID: job.id, dataDirectory: data) }
+        try await store.advance(job.id, to: .canceled, at: Date(), reason: JobsController.canceledBeforeRunning, from: [.submitted, .queued])
+        do {
+            try await control.cancel(CancelRequest(jobID: job.id, at: Date()))
+        } catch {
+            logger.warning("cancel request not published; the unit will find the job's cancel marker", metadata: [LogKeys.jobID: "\(job.id)", "error": "\(error)"])
+        }
+        return EditedResponse(status: .accepted, response: try await store.job(job.id, owner: user) ?? job)
+    }
+
+    static let canceledBeforeRunning = "Canceled by its owner before it ran."
+
+    /// Runs the same bundle again with the same limits, as a new job.
+    @Sendable func rerun(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
+        let user = try context.requireUser()
+        let original = try await ownedJob(context)
+        let job = Job(
+            id: UUID().uuidString.lowercased(), project: original.project, owner: user.username, status: .submitted,
+            submittedAt: Date(), timeLimit: original.timeLimit, memoryLimit: original.memoryLimit
+        )
+        let from = settings.bundles + "/\(original.id).zip", to = settings.bundles + "/\(job.id).zip"
+        // Bundles are never written after upload, so the new job can share the file.
+        guard link(from, to) == 0 || (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil else {
+            throw APIError(.conflict, code: "job.no_bundle", message: "The bundle of job \(original.id) is gone; upload it again.")
+        }
+        return try await submit(job, user: user)
+    }
+
+    /// Deletes a finished job: its row, bundle, work folder, logs and result.
+    @Sendable func delete(_ request: Request, context: BackendContext) async throws -> HTTPResponse.Status {
+        let user = try context.requireUser()
+        let job = try await ownedJob(context)
+        guard job.status.isFinal, try await store.delete(job.id, ownerID: user.id) else {
+            throw APIError(.conflict, code: "job.not_finished", message: "Job \(job.id) is still \(job.status.rawValue); cancel it first, then delete it.")
+        }
+        let data = settings.dataDirectory
+        try await settings.fileThreads.runIfActive {
+            // The marker stays as a tombstone: a delivery of this job still in the queue never runs.
+            try? CancelMarker.write(jobID: job.id, dataDirectory: data)
+            for path in ["\(data)/bundles/\(job.id).zip", "\(data)/results/\(job.id).zip", "\(data)/jobs/\(job.id)"] {
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+        return .noContent
+    }
+
+    /// The statuses the job went through, oldest first.
+    @Sendable func history(_ request: Request, context: BackendContext) async throws -> JobHistory {
+        let job = try await ownedJob(context)
+        return JobHistory(history: try await store.history(of: job.id))
+    }
+
+    /// The unit's `manifest.json`: Python version, packages, timings, peak memory.
+    @Sendable func manifest(_ request: Request, context: BackendContext) async throws -> Response {
+        let job = try await ownedJob(context)
+        let path = settings.dataDirectory + "/jobs/\(job.id)/manifest.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw APIError(.notFound, code: "job.no_manifest", message: "Job \(job.id) has no manifest yet; it is written when the job ends.")
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The caller's project names, for filtering.
+    @Sendable func projects(_ request: Request, context: BackendContext) async throws -> ProjectList {
+        ProjectList(projects: try await store.projects(ownerID: try context.requireUser().id))
+    }
+
     @Sendable func list(_ request: Request, context: BackendContext) async throws -> JobPage {
         let user = try context.requireUser()
+        return try await Self.page(request, store: store, ownerID: user.id)
+    }
+
+    /// A page of jobs per the query's `status`, `project`, `limit` and `cursor`.
+    static func page(_ request: Request, store: JobStore, ownerID: String?) async throws -> JobPage {
         let query = request.uri.queryParameters
         var status: JobStatus?
-        if let name = query.get("status") {
+        if let name = query.get("status"), !name.isEmpty {
             guard let parsed = JobStatus(rawValue: name) else {
                 throw APIError(.badRequest, code: "query.invalid_status", message: "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")).")
             }
@@ -104,7 +205,8 @@ struct JobsController {
             guard let seq = Int(value) else { throw APIError(.badRequest, code: "query.invalid_cursor", message: "cursor must be the next value of an earlier page.") }
             return seq
         }
-        let page = try await store.jobs(owner: user, status: status, limit: limit, before: cursor)
+        let project = query.get("project").flatMap { $0.isEmpty ? nil : $0 }
+        let page = try await store.jobs(ownerID: ownerID, status: status, project: project, limit: limit, before: cursor)
         return JobPage(jobs: page.jobs, next: page.next.map(String.init))
     }
 
@@ -122,6 +224,14 @@ struct JobsController {
         let offset = request.uri.queryParameters.get("offset", as: Int.self) ?? 0
         guard offset >= 0 else { throw APIError(.badRequest, code: "query.invalid_offset", message: "offset must be 0 or more.") }
         let path = settings.dataDirectory + "/jobs/\(job.id)/\(stream).log"
+        if request.uri.queryParameters.get("download") != nil {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw APIError(.notFound, code: "job.no_log", message: "Job \(job.id) has no \(stream) log yet.")
+            }
+            let body = try await FileIO(threadPool: settings.fileThreads).loadFile(path: path, context: context)
+            let name = Self.fileName(job.project) + "-\(stream).log"
+            return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8", .contentDisposition: "attachment; filename=\"\(name)\""], body: body)
+        }
         let (bytes, size) = try await settings.fileThreads.runIfActive { () -> ([UInt8], Int) in
             guard let handle = FileHandle(forReadingAtPath: path) else { return ([], 0) }
             defer { try? handle.close() }
@@ -144,8 +254,13 @@ struct JobsController {
             throw APIError(.conflict, code: "job.no_result", message: "Job \(job.id) has no result to download (it is \(job.status.rawValue)).")
         }
         let body = try await FileIO(threadPool: settings.fileThreads).loadFile(path: path, context: context)
-        let name = job.project.replacingOccurrences(of: "\"", with: "") + "-output.zip"
+        let name = Self.fileName(job.project) + "-output.zip"
         return Response(status: .ok, headers: [.contentType: "application/zip", .contentDisposition: "attachment; filename=\"\(name)\""], body: body)
+    }
+
+    /// A project name made safe for a Content-Disposition file name.
+    static func fileName(_ project: String) -> String {
+        String(project.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "_" })
     }
 
     private func ownedJob(_ context: BackendContext) async throws -> Job {

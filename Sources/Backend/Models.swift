@@ -6,6 +6,9 @@ import Hummingbird
 struct User: Sendable, Equatable {
     var id: String
     var username: String
+    /// The first account, or one named in `auth.admins`: sees the admin page and everyone's jobs there.
+    var isAdmin = false
+    var isDisabled = false
 }
 
 /// A job as the public API shows it (DESIGN.md, "Public HTTP API").
@@ -28,4 +31,36 @@ struct Job: Codable, Sendable, Equatable, ResponseEncodable {
 struct JobPage: Codable, Sendable, ResponseEncodable {
     var jobs: [Job]
     var next: String?
+}
+
+/// One status a job reached (the job page's history).
+struct JobHistoryEntry: Codable, Sendable, Equatable {
+    var status: JobStatus
+    var at: Date
+    var reason: String?
+}
+
+/// An account as administrators see it.
+struct UserSummary: Codable, Sendable, Equatable {
+    var id: String
+    var username: String
+    var isAdmin: Bool
+    var disabled: Bool
+    var createdAt: Date
+    var jobs: Int
+}
+
+/// A processing unit as the Backend knows it from the events it reported.
+struct UnitSummary: Codable, Sendable, Equatable {
+    var name: String
+    var lastSeen: Date
+    var jobs: [Job]
+}
+
+struct JobHistory: Codable, Sendable, ResponseEncodable {
+    var history: [JobHistoryEntry]
+}
+
+struct ProjectList: Codable, Sendable, ResponseEncodable {
+    var projects: [String]
 }

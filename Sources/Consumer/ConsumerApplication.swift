@@ -26,7 +26,11 @@ func buildConsumer(reader: ConfigReader) throws -> some ApplicationProtocol {
         events: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-events"), logger: logger),
         unitURL: unitURL, slots: UInt16(slots), unitName: unitURL, http: HTTPClient(logger: logger), logger: logger
     )
-    return buildServiceApplication(service: "consumer", router: buildConsumerRouter(), http: http, services: [dispatcher], logger: logger)
+    let cancels = CancelRelay(
+        link: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-control"), logger: logger),
+        unitURL: unitURL, http: HTTPClient(logger: logger), logger: logger
+    )
+    return buildServiceApplication(service: "consumer", router: buildConsumerRouter(), http: http, services: [dispatcher, cancels], logger: logger)
 }
 
 /// The consumer service's routes; its dependencies are parameters so that tests can pass fakes.

@@ -47,6 +47,9 @@ struct JobRunner: Sendable {
         let bundle = settings.dataDirectory + "/" + message.bundlePath
         let stdout = jobDirectory + "/stdout.log", stderr = jobDirectory + "/stderr.log"
 
+        // A job canceled while it waited in the queue never starts.
+        if await isCanceled(message.jobID) { return Self.canceled(message.jobID, whileRunning: false) }
+
         // Preparing: a fresh work folder (a redelivered job starts over), the bundle, the environment.
         let preparing = Date()
         try? FileManager.default.removeItem(atPath: work)
@@ -76,6 +79,7 @@ struct JobRunner: Sendable {
         manifest.environment = .init(key: (environment.directory as NSString).lastPathComponent, cacheHit: environment.cacheHit)
         manifest.packages = await environments.installedPackages(environment)
         manifest.preparingSeconds = Date().timeIntervalSince(preparing)
+        if await isCanceled(message.jobID) { return Self.canceled(message.jobID, whileRunning: false) }
 
         // Running, contained (see Sandbox): the job's files become the job user's, its cgroup holds
         // its memory and process limits, and a watcher ends it when its output grows past the limit.
@@ -95,7 +99,12 @@ struct JobRunner: Sendable {
         let command = sandbox.command(python: environment.python, readOnly: [environment.directory], work: work, project: project, limits: limits, cgroup: cgroup)
         let startedAt = Date()
         await registry.update(message.jobID) { $0.status = .running; $0.startedAt = startedAt }
-        let watcher = OutputWatcher(paths: [work, stdout, stderr], limit: sandbox.settings.maxOutputBytes)
+        let dataDirectory = settings.dataDirectory, jobID = message.jobID
+        let watcher = RunWatcher(paths: [work, stdout, stderr], limit: sandbox.settings.maxOutputBytes) {
+            CancelMarker.isCanceled(jobID: jobID, dataDirectory: dataDirectory)
+        }
+        await registry.setStopper(jobID) { watcher.stop(.canceled) }
+        defer { Task { await registry.setStopper(jobID, nil) } }
         let outcome = try await watcher.watch(while: ChildRun(
             executable: command.executable, arguments: command.arguments, directory: command.directory,
             environment: sandbox.environment(for: message.jobID, pythonEnvironment: environment.directory, work: work),
@@ -130,13 +139,17 @@ struct JobRunner: Sendable {
         var state = RunState(jobID: message.jobID, status: .succeeded, resultBytes: resultBytes, startedAt: startedAt, finishedAt: Date())
         let outputLimit = "\(sandbox.settings.maxOutputBytes >> 20) MiB"
         let signal = outcome.signal ?? (sandbox.settings.mode == .bubblewrap && outcome.exitCode > 128 ? outcome.exitCode - 128 : nil)
-        if outcome.timedOut {
+        if watcher.stopReason == .canceled {
+            state = Self.canceled(message.jobID, whileRunning: true)
+            state.resultBytes = resultBytes
+            state.startedAt = startedAt
+        } else if outcome.timedOut {
             state.status = .timedOut
             state.reason = "The job ran longer than its time limit of \(message.limits.timeLimitSeconds) s and was stopped."
         } else if outOfMemory {
             state.status = .killed
             state.reason = "The job used more memory than its limit of \(message.limits.memoryLimitMiB) MiB and was stopped. Ask for a higher memoryLimit or use less memory."
-        } else if watcher.exceeded || OutputWatcher.anyFile(in: [work, stdout, stderr], reaches: sandbox.settings.maxOutputBytes) {
+        } else if watcher.stopReason == .outputLimit || RunWatcher.anyFile(in: [work, stdout, stderr], reaches: sandbox.settings.maxOutputBytes) {
             state.status = .killed
             state.reason = "The job wrote more than the output size limit of \(outputLimit) (files and logs together, or one file) and was stopped."
         } else if signal == SIGXCPU || (measuresCPU && outcome.cpuSeconds >= Double(limits.cpuSeconds)) {
@@ -159,6 +172,16 @@ struct JobRunner: Sendable {
     }
 
     /// `path` resolved, if it is a folder inside `folder` (after following every link).
+    private func isCanceled(_ jobID: String) async -> Bool {
+        let requested = await registry.isCancelRequested(jobID)
+        return requested || CancelMarker.isCanceled(jobID: jobID, dataDirectory: settings.dataDirectory)
+    }
+
+    static func canceled(_ jobID: String, whileRunning: Bool) -> RunState {
+        let reason = whileRunning ? "Canceled by its owner while it ran; the result holds what output/ had by then." : "Canceled by its owner before it ran."
+        return RunState(jobID: jobID, status: .canceled, reason: reason, finishedAt: Date())
+    }
+
     static func contained(_ path: String, in folder: String) -> String? {
         guard let real = realpath(path, nil), let base = realpath(folder, nil) else { return nil }
         defer { free(real); free(base) }

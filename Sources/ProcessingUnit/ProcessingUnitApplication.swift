@@ -86,6 +86,12 @@ func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry) -> 
         guard let state else { throw APIError(.notFound, code: "run.not_found", message: "This unit has no run of job \(id).") }
         return state
     }
+    /// Cancels a run this unit has (a cancel request relayed by the Consumer from `ferry.control`).
+    router.post("/internal/v1/runs/{id}/cancel") { _, context -> RunState in
+        let id = try context.parameters.require("id")
+        guard let state = await registry.cancel(id) else { throw APIError(.notFound, code: "run.not_found", message: "This unit has no run of job \(id).") }
+        return state
+    }
     return router
 }
 

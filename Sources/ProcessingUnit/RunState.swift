@@ -5,6 +5,8 @@ import Foundation
 actor RunRegistry {
     private var runs: [String: RunState] = [:]
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    private var cancelRequests: Set<String> = []
+    private var stoppers: [String: @Sendable () -> Void] = [:]
 
     func state(of jobID: String) -> RunState? { runs[jobID] }
 
@@ -38,6 +40,26 @@ actor RunRegistry {
             self.wakeAll(jobID)
         }
         return runs[jobID]
+    }
+
+    /// The owner canceled the job: a run that has not reached code.py yet stops at its next step, and
+    /// a running one is killed now. Returns the run's state, nil when this unit does not have it.
+    func cancel(_ jobID: String) -> RunState? {
+        guard let state = runs[jobID] else { return nil }
+        if !state.status.isFinal {
+            cancelRequests.insert(jobID)
+            stoppers[jobID]?()
+        }
+        return state
+    }
+
+    func isCancelRequested(_ jobID: String) -> Bool { cancelRequests.contains(jobID) }
+
+    /// What ends the job's processes while code.py runs (nil once it ended).
+    func setStopper(_ jobID: String, _ stopper: (@Sendable () -> Void)?) {
+        stoppers[jobID] = stopper
+        if let stopper, cancelRequests.contains(jobID) { stopper() }  // canceled a moment before it started
+        if stopper == nil { cancelRequests.remove(jobID) }
     }
 
     private func suspend(_ jobID: String) async {

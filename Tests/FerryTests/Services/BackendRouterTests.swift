@@ -22,12 +22,24 @@ final class RecordingQueue: JobQueue {
     }
 }
 
+/// Records the cancel requests the Backend publishes and answers a fixed queue depth.
+final class RecordingControl: BrokerControl {
+    let requests = Mutex<[CancelRequest]>([])
+
+    func cancel(_ request: CancelRequest) async throws {
+        requests.withLock { $0.append(request) }
+    }
+
+    func jobsWaiting() async throws -> (messages: Int, consumers: Int) { (7, 2) }
+}
+
 @Suite("Backend API through its router")
 struct BackendRouterTests {
     struct Fixture {
         let directory: TemporaryDirectory
         let store: JobStore
         let queue: RecordingQueue
+        let control: RecordingControl
         let app: Application<RouterResponder<BackendContext>>
     }
 
@@ -37,8 +49,12 @@ struct BackendRouterTests {
         let settings = JobSettings(dataDirectory: directory.path)
         try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
         let queue = RecordingQueue(available: producerAvailable)
-        let router = buildBackendRouter(store: store, queue: queue, settings: settings, bcryptCost: 4, logger: Logger(label: "test"))
-        return Fixture(directory: directory, store: store, queue: queue, app: Application(router: router))
+        let control = RecordingControl()
+        let router = buildBackendRouter(
+            store: store, queue: queue, control: control, settings: settings,
+            auth: AuthSettings(bcryptCost: 4, admins: [], throttle: LoginThrottle(freeAttempts: 3)), logger: Logger(label: "test")
+        )
+        return Fixture(directory: directory, store: store, queue: queue, control: control, app: Application(router: router))
     }
 
     /// Runs `body` against a fresh Backend router and closes its database afterwards.

@@ -4,27 +4,45 @@ import Synchronization
 import Glibc
 #endif
 
-/// Ends a job whose files grow past the output limit while it runs: every second it adds up the
-/// disk space of the job's work folder and logs, and kills the job's process group when the total
-/// is over the limit. (Each single file is also capped by RLIMIT_FSIZE, so a fast writer cannot
-/// fill the disk between two looks.)
-final class OutputWatcher: Sendable {
-    let paths: [String]
-    let limit: UInt64
-    private let state = Mutex(false)
-    private let pid = Atomic<pid_t>(0)
-
-    init(paths: [String], limit: UInt64) {
-        self.paths = paths
-        self.limit = limit
+/// Watches a running job and ends it early when it must stop: every second it adds up the disk space
+/// of the job's work folder and logs (over the output limit: stopped) and looks for the job's cancel
+/// marker; `stop(_:)` ends it at once (a cancel request from the Consumer). Ending means SIGKILL to
+/// the job's process group; the job's cgroup takes the rest when the run is cleaned up. (Each single
+/// file is also capped by RLIMIT_FSIZE, so a fast writer cannot fill the disk between two looks.)
+final class RunWatcher: Sendable {
+    enum StopReason: Sendable, Equatable {
+        case outputLimit
+        case canceled
     }
 
-    /// Whether the watcher stopped the job.
-    var exceeded: Bool { state.withLock { $0 } }
+    let paths: [String]
+    let limit: UInt64
+    let isCanceled: @Sendable () -> Bool
+    private let reason = Mutex<StopReason?>(nil)
+    private let pid = Atomic<pid_t>(0)
+
+    init(paths: [String], limit: UInt64, isCanceled: @escaping @Sendable () -> Bool = { false }) {
+        self.paths = paths
+        self.limit = limit
+        self.isCanceled = isCanceled
+    }
+
+    /// Why the watcher stopped the job, if it did.
+    var stopReason: StopReason? { reason.withLock { $0 } }
+
+    /// Ends the job now (the first reason given is kept).
+    func stop(_ why: StopReason) {
+        reason.withLock { if $0 == nil { $0 = why } }
+        let target = pid.load(ordering: .relaxed)
+        if target > 0 { kill(-target, SIGKILL) }
+    }
 
     func watch(while run: ChildRun) async throws -> ChildRun.Outcome {
         var child = run
-        child.onStart = { [self] started in pid.store(started, ordering: .relaxed) }
+        child.onStart = { [self] started in
+            pid.store(started, ordering: .relaxed)
+            if let stopReason { stop(stopReason) }  // stopped before the process existed
+        }
         let started = child
         return try await withThrowingTaskGroup(of: ChildRun.Outcome?.self) { group in
             group.addTask { try await started.run() }
@@ -32,10 +50,12 @@ final class OutputWatcher: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     if Task.isCancelled { break }
+                    if isCanceled() {
+                        stop(.canceled)
+                        break
+                    }
                     if Self.usage(of: paths).allocated > limit {
-                        state.withLock { $0 = true }
-                        let target = pid.load(ordering: .relaxed)
-                        if target > 0 { kill(-target, SIGKILL) }
+                        stop(.outputLimit)
                         break
                     }
                 }

@@ -1,0 +1,48 @@
+import FerryAMQP
+import FerryBroker
+import FerryContracts
+import FerryHTTPClient
+import FerryService
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Binds an exclusive queue of its own to the `ferry.control` fanout and passes every cancel request
+/// to its ProcessingUnit; the unit that runs the job kills it, the others do not know the job (404).
+/// A request missed while this Consumer was away is covered by the cancel marker, which units read.
+struct CancelRelay: Service {
+    let link: BrokerLink
+    let unitURL: String
+    let http: HTTPClient
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await relay() }
+    }
+
+    private func relay() async {
+        await link.keepRunning("relaying \(Topology.controlExchange)") { connection in
+            let queue = try await connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
+            try await connection.bindQueue(queue.name, to: Topology.controlExchange)
+            for try await delivery in try await connection.consume(queue: queue.name, prefetch: 16) {
+                if let request = try? FerryJSON.decode(CancelRequest.self, from: delivery.body) {
+                    await forward(request)
+                } else {
+                    logger.error("unreadable cancel request; dropping it")
+                }
+                try await connection.ack(delivery)
+            }
+        }
+    }
+
+    private func forward(_ request: CancelRequest) async {
+        do {
+            try await http.json("POST", unitURL + "/internal/v1/runs/\(request.jobID)/cancel", timeout: .seconds(10))
+            logger.info("cancel passed to the unit", metadata: [LogKeys.jobID: "\(request.jobID)"])
+        } catch let error as HTTPClientError where error.status == 404 {
+            // Another unit has the job, or it has not reached this one: its marker stops it.
+        } catch {
+            logger.warning("cancel request not delivered to the unit; its marker will stop the job", metadata: [LogKeys.jobID: "\(request.jobID)", "error": "\(error)"])
+        }
+    }
+}
