@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // MARK: - Services
@@ -37,8 +38,12 @@ let package = Package(
         /// Web pages, static assets and the /api/* proxy to the Backend.
         .executableTarget(
             name: "Frontend",
-            dependencies: ["FerryService", "FerryHTTPClient", .product(name: "HTTPTypes", package: "swift-http-types")],
-            resources: [.copy("Public")],
+            dependencies: [
+                "FerryService", "FerryHTTPClient",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            resources: [.copy("Public"), .copy("Templates")],
             swiftSettings: swiftSettings
         ),
         /// REST API, users, SQLite, upload intake and the job-event consumer.

@@ -53,6 +53,16 @@ struct JobsController {
         router.post("/api/v1/jobs/{id}/rerun", use: rerun)
         router.delete("/api/v1/jobs/{id}", use: delete)
         router.get("/api/v1/projects", use: projects)
+        router.get("/api/v1/limits", use: limits)
+    }
+
+    /// This server's upload size limit and job limits, for the upload page's checks and hints.
+    @Sendable func limits(_ request: Request, context: BackendContext) async throws -> ServerLimits {
+        _ = try context.requireUser()
+        return ServerLimits(
+            maxUploadBytes: settings.maxUploadBytes, defaultTimeLimit: settings.defaultTimeLimit, maxTimeLimit: settings.maxTimeLimit,
+            defaultMemoryLimit: settings.defaultMemoryLimit, maxMemoryLimit: settings.maxMemoryLimit
+        )
     }
 
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {

@@ -64,3 +64,12 @@ struct JobHistory: Codable, Sendable, ResponseEncodable {
 struct ProjectList: Codable, Sendable, ResponseEncodable {
     var projects: [String]
 }
+
+/// `GET /api/v1/limits`: sizes in bytes, times in seconds, memory in MiB.
+struct ServerLimits: Codable, Sendable, ResponseEncodable {
+    var maxUploadBytes: Int
+    var defaultTimeLimit: Int
+    var maxTimeLimit: Int
+    var defaultMemoryLimit: Int
+    var maxMemoryLimit: Int
+}

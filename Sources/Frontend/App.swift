@@ -3,6 +3,6 @@ import FerryService
 /// Ferry's web pages and the /api proxy to the Backend.
 @main struct FrontendMain {
     static func main() async {
-        await runFerryService { try buildFrontend(reader: .ferry()) }
+        await runFerryService { try await buildFrontend(reader: .ferry()) }
     }
 }

@@ -3,6 +3,7 @@ import FerryContracts
 import FerryHTTPClient
 import FerryService
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -10,35 +11,163 @@ import Logging
 let defaultFrontendPort = 8080
 
 /// Builds the frontend service from configuration.
-func buildFrontend(reader: ConfigReader) throws -> some ApplicationProtocol {
+func buildFrontend(reader: ConfigReader) async throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "frontend", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultFrontendPort)
     let backendURL = reader.string(forKey: ConfigKey(ConfigurationKeys.backendURL), default: "http://127.0.0.1:8081")
-    let proxy = BackendProxy(backendURL: backendURL, client: HTTPClient(configuration: .init(maxConcurrentRequests: 64, defaultTimeout: nil), logger: logger), logger: logger)
-    return buildServiceApplication(service: "frontend", router: buildFrontendRouter(proxy: proxy), http: http, logger: logger)
+    let client = HTTPClient(configuration: .init(maxConcurrentRequests: 64, defaultTimeout: nil), logger: logger)
+    let proxy = BackendProxy(backendURL: backendURL, client: client, logger: logger)
+    let pages = try await Pages.load(backendURL: backendURL, client: client, logger: logger)
+    return buildServiceApplication(service: "frontend", router: buildFrontendRouter(proxy: proxy, pages: pages), http: http, logger: logger)
 }
 
-/// The pages this Frontend serves, each a file in Public/.
-let frontendPages = ["/": "index.html", "/upload": "upload.html", "/results": "results.html"]
+/// Static files in Public/ and their types.
+let staticTypes = [
+    "css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8", "zip": "application/zip",
+    "png": "image/png", "svg": "image/svg+xml",
+]
+
+/// What the account forms send.
+struct AccountForm: Decodable {
+    var username: String?
+    var password: String?
+    var csrf: String?
+    var next: String?
+}
 
 /// The frontend service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildFrontendRouter(proxy: BackendProxy) -> Router<FerryRequestContext> {
+func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
     let publicFolder = Bundle.module.resourcePath! + "/Public"
     let files = FileIO()
-    for (path, file) in frontendPages {
-        router.get(RouterPath(path)) { _, context in
-            try await Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: files.loadFile(path: publicFolder + "/" + file, context: context))
-        }
-    }
-    for (file, type) in [("app.css", "text/css; charset=utf-8"), ("app.js", "text/javascript; charset=utf-8"), ("example-bundle.zip", "application/zip")] {
+    for file in (try? FileManager.default.contentsOfDirectory(atPath: publicFolder)) ?? [] {
+        guard let type = staticTypes[(file as NSString).pathExtension] else { continue }
         router.get(RouterPath("/static/" + file)) { _, context in
             try await Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"], body: files.loadFile(path: publicFolder + "/" + file, context: context))
         }
     }
+
+    router.get("/") { request, _ in
+        pages.render("home", title: "Run your Python analysis", session: try await pages.session(of: request))
+    }
+
+    // MARK: Accounts
+
+    router.get("/login") { request, _ in
+        let query = request.uri.queryParameters
+        if try await pages.session(of: request) != nil { return Pages.redirect(to: Pages.safeNext(query.get("next"))) }
+        let notice = query.get("loggedOut") != nil ? "You are logged out." : (query.get("next") != nil ? "Log in to continue." : nil)
+        return accountForm("login", request: request, pages: pages, values: ["next": Pages.safeNext(query.get("next")), "notice": notice as Any])
+    }
+    router.post("/login") { request, _ in
+        let form = try await readForm(request)
+        let values: [String: Any] = ["username": form.username ?? "", "next": Pages.safeNext(form.next)]
+        guard formTokenMatches(form, request) else {
+            return accountForm("login", request: request, pages: pages, status: .forbidden, values: values.merging(["error": expiredForm]) { $1 })
+        }
+        let answer = try await pages.backend("POST", "/api/v1/auth/session", request: request, body: ["username": form.username ?? "", "password": form.password ?? ""])
+        guard answer.status == 200, let cookie = answer.headers["set-cookie"] else {
+            return accountForm("login", request: request, pages: pages, status: .init(code: answer.status), values: values.merging(["error": Pages.errorMessage(answer)]) { $1 })
+        }
+        return Pages.redirect(to: Pages.safeNext(form.next), headers: [.setCookie: cookie])
+    }
+    router.get("/register") { request, _ in
+        if try await pages.session(of: request) != nil { return Pages.redirect(to: "/upload") }
+        return accountForm("register", request: request, pages: pages)
+    }
+    router.post("/register") { request, _ in
+        let form = try await readForm(request)
+        let values: [String: Any] = ["username": form.username ?? ""]
+        guard formTokenMatches(form, request) else {
+            return accountForm("register", request: request, pages: pages, status: .forbidden, values: values.merging(["error": expiredForm]) { $1 })
+        }
+        let credentials = ["username": form.username ?? "", "password": form.password ?? ""]
+        let created = try await pages.backend("POST", "/api/v1/auth/register", request: request, body: credentials)
+        guard created.status == 201 else {
+            return accountForm("register", request: request, pages: pages, status: .init(code: created.status), values: values.merging(["error": Pages.errorMessage(created)]) { $1 })
+        }
+        let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, body: credentials)
+        guard session.status == 200, let cookie = session.headers["set-cookie"] else { return Pages.redirect(to: "/login") }
+        return Pages.redirect(to: "/upload?welcome=1", headers: [.setCookie: cookie])
+    }
+    router.get("/logout") { request, _ in
+        guard let session = try await pages.session(of: request) else { return Pages.redirect(to: "/login") }
+        return pages.render("logout", title: "Log out", session: session)
+    }
+    router.post("/logout") { request, _ in
+        let form = try await readForm(request)
+        let answer = try await pages.backend("DELETE", "/api/v1/auth/session", request: request, headers: [("X-CSRF-Token", form.csrf ?? "")])
+        guard answer.status == 204 || answer.status == 401 else {
+            return pages.render("logout", title: "Log out", session: try await pages.session(of: request), status: .forbidden, values: ["error": expiredForm])
+        }
+        let cookie = answer.headers["set-cookie"] ?? "ferry_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
+        return Pages.redirect(to: "/login?loggedOut=1", headers: [.setCookie: cookie])
+    }
+
+    // MARK: Pages that need a session
+
+    for (path, template, title) in [("/upload", "upload", "Upload a project"), ("/results", "results", "Your jobs"), ("/settings", "settings", "Settings")] {
+        router.get(RouterPath(path)) { request, _ in
+            guard let session = try await pages.session(of: request) else { return loginFirst(request) }
+            return pages.render(template, title: title, session: session, values: ["welcome": request.uri.queryParameters.get("welcome") != nil])
+        }
+    }
+    router.get("/jobs/{id}") { request, context in
+        guard let session = try await pages.session(of: request) else { return loginFirst(request) }
+        let id = try context.parameters.require("id")
+        // Another user's job is as missing as one that never existed, here as in the API.
+        let job = try await pages.backend("GET", "/api/v1/jobs/\(id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-"])) ?? "")", request: request)
+        guard job.status == 200, let project = try? job.decode(JobSummary.self).project else {
+            return pages.render("notfound", title: "No such job", session: session, status: .notFound, values: ["id": id])
+        }
+        return pages.render("job", title: "Job \(project)", session: session, values: ["id": id, "project": project])
+    }
+    router.get("/admin") { request, _ in
+        guard let session = try await pages.session(of: request) else { return loginFirst(request) }
+        guard session.isAdmin else { return pages.render("forbidden", title: "Administrators only", session: session, status: .forbidden) }
+        return pages.render("admin", title: "Administration", session: session)
+    }
+
     router.get("/health") { request, context in try await proxy.forward(request, context: context) }
     for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head] {
         router.on("/api/**", method: method) { request, context in try await proxy.forward(request, context: context) }
     }
     return router
+}
+
+/// The fields of a job the pages need before their scripts load the rest.
+struct JobSummary: Decodable {
+    var project: String
+}
+
+private let expiredForm = "This form expired or did not come from Ferry's page. It has been renewed: please send it again."
+
+/// The login or registration form, with the double-submit token set as a cookie when the browser has none.
+private func accountForm(_ template: String, request: Request, pages: Pages, status: HTTPResponse.Status = .ok, values: [String: Any] = [:]) -> Response {
+    let existing = request.cookies[Pages.formCookie]?.value
+    let token = existing.flatMap { $0.count == 64 ? $0 : nil } ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    var headers: HTTPFields = [:]
+    if token != existing {
+        let secure = request.headers[HTTPField.Name("X-Forwarded-Proto")!] == "https"
+        headers[.setCookie] = Cookie(name: Pages.formCookie, value: token, path: "/", secure: secure, httpOnly: true, sameSite: .strict).description
+    }
+    var context = values
+    context["formToken"] = token
+    let title = template == "login" ? "Log in" : "Create an account"
+    return pages.render(template, title: title, session: nil, status: status, values: context, headers: headers)
+}
+
+private func formTokenMatches(_ form: AccountForm, _ request: Request) -> Bool {
+    guard let sent = form.csrf, let cookie = request.cookies[Pages.formCookie]?.value, sent.count == 64, cookie.count == 64 else { return false }
+    return zip(sent.utf8, cookie.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+}
+
+private func readForm(_ request: Request) async throws -> AccountForm {
+    let body = try await request.body.collect(upTo: 64 * 1024)
+    return (try? URLEncodedFormDecoder().decode(AccountForm.self, from: String(buffer: body))) ?? AccountForm()
+}
+
+private func loginFirst(_ request: Request) -> Response {
+    let next = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+    return Pages.redirect(to: "/login?next=" + (next.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/results"))
 }

@@ -50,11 +50,15 @@ struct BackendRouterTests {
         try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
         let queue = RecordingQueue(available: producerAvailable)
         let control = RecordingControl()
-        let router = buildBackendRouter(
+        let router = router(store: store, queue: queue, control: control, settings: settings)
+        return Fixture(directory: directory, store: store, queue: queue, control: control, app: Application(router: router))
+    }
+
+    static func router(store: JobStore, queue: RecordingQueue, control: RecordingControl, settings: JobSettings) -> Router<BackendContext> {
+        buildBackendRouter(
             store: store, queue: queue, control: control, settings: settings,
             auth: AuthSettings(bcryptCost: 4, admins: [], throttle: LoginThrottle(freeAttempts: 3)), logger: Logger(label: "test")
         )
-        return Fixture(directory: directory, store: store, queue: queue, control: control, app: Application(router: router))
     }
 
     /// Runs `body` against a fresh Backend router and closes its database afterwards.

@@ -15,8 +15,10 @@ struct FrontendProxyTests {
         let client = HTTPClient(configuration: .init(defaultTimeout: .seconds(30)))
         let upstream = HTTPClient(configuration: .init(defaultTimeout: nil))
         try await TestServer.application().test(.live) { backend in
-            let proxy = BackendProxy(backendURL: "http://127.0.0.1:\(try #require(backend.port))", client: upstream, logger: Logger(label: "test"))
-            let frontend = Application(router: buildFrontendRouter(proxy: proxy), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+            let backendURL = "http://127.0.0.1:\(try #require(backend.port))"
+            let proxy = BackendProxy(backendURL: backendURL, client: upstream, logger: Logger(label: "test"))
+            let pages = try await Pages.load(backendURL: backendURL, client: upstream, logger: Logger(label: "test"))
+            let frontend = Application(router: buildFrontendRouter(proxy: proxy, pages: pages), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
             try await frontend.test(.live) { browser in
                 try await body(client, "http://127.0.0.1:\(try #require(browser.port))")
             }
@@ -27,7 +29,7 @@ struct FrontendProxyTests {
 
     @Test func pagesAreServed() async throws {
         try await withFrontend { client, base in
-            for (path, text) in [("/", "Run your Python analysis"), ("/upload", "name=\"bundle\""), ("/results", "Your jobs"), ("/static/app.js", "localStorage")] {
+            for (path, text) in [("/", "Run your Python analysis"), ("/login", "name=\"password\""), ("/register", "name=\"username\""), ("/static/app.js", "X-CSRF-Token"), ("/static/upload.js", "XMLHttpRequest")] {
                 let response = try await client.execute(.init(url: base + path))
                 #expect(response.status == 200, "\(path)")
                 #expect(String(decoding: response.body, as: UTF8.self).contains(text), "\(path)")
@@ -72,8 +74,10 @@ struct FrontendProxyTests {
 
     @Test func anUnreachableBackendIsA502ThatSaysSo() async throws {
         let client = HTTPClient()
-        let proxy = BackendProxy(backendURL: "http://127.0.0.1:\(try unusedPort())", client: HTTPClient(), logger: Logger(label: "test"))
-        try await Application(router: buildFrontendRouter(proxy: proxy)).test(.router) { browser in
+        let backendURL = "http://127.0.0.1:\(try unusedPort())"
+        let proxy = BackendProxy(backendURL: backendURL, client: HTTPClient(), logger: Logger(label: "test"))
+        let pages = try await Pages.load(backendURL: backendURL, client: client, logger: Logger(label: "test"))
+        try await Application(router: buildFrontendRouter(proxy: proxy, pages: pages)).test(.router) { browser in
             try await browser.execute(uri: "/api/v1/jobs", method: .get) { response in
                 #expect(response.status == .badGateway)
                 #expect(String(buffer: response.body).contains("backend.unavailable"))
