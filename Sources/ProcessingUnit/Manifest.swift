@@ -39,6 +39,7 @@ struct Manifest: Codable, Sendable {
         manifest.state = final
         let encoder = JSONEncoder.ferry([.prettyPrinted, .sortedKeys])
         let temporary = path + ".partial"
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try encoder.encode(manifest).write(to: URL(fileURLWithPath: temporary))
         guard rename(temporary, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
     }

@@ -17,14 +17,7 @@ struct SandboxTests {
         return try await researcher.waitUntilFinished(job.id, seconds: 120)
     }
 
-    /// Processes whose environment names this job: none may outlive it.
-    private func processesOf(_ jobID: String) -> [String] {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { Int($0) != nil } ?? []
-        return pids.filter { pid in
-            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
-            return String(decoding: environ, as: UTF8.self).contains("FERRY_JOB_ID=\(jobID)")
-        }
-    }
+    private func processesOf(_ jobID: String) -> [String] { Stack.processes(of: jobID) }
 
     @Test func theNetworkIsUnreachableFromAJob() async throws {
         let work = try TemporaryDirectory()

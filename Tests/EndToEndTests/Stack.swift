@@ -6,13 +6,15 @@ import Testing
 import FoundationNetworking
 #endif
 
-/// Ferry as an operator runs it: Producer, ProcessingUnit, Consumer and Backend as processes, on a
+/// Ferry as an operator runs it: Producer, ProcessingUnit, Consumer, Backend and Frontend as processes, on a
 /// vhost of their own on the test broker, sharing one data folder.
 final class Stack: Sendable {
     @TaskLocal static var current: Stack?
 
     let data: TemporaryDirectory
     let backendURL: String
+    /// The web pages, as a browser reaches them.
+    let frontendURL: String
     let client: HTTPClient
     private let services: [RunningService]
     private let vhost: String
@@ -20,9 +22,13 @@ final class Stack: Sendable {
     static let amqpURL = ProcessInfo.processInfo.environment["FERRY_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5679/"
     static let managementURL = ProcessInfo.processInfo.environment["FERRY_TEST_RABBITMQ_MANAGEMENT_URL"] ?? "http://127.0.0.1:15679"
 
-    private init(data: TemporaryDirectory, backendURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
+    /// The account the Backend makes an administrator by configuration (`auth.admins`).
+    static let administrator = "lab-admin"
+
+    private init(data: TemporaryDirectory, backendURL: String, frontendURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
         self.data = data
         self.backendURL = backendURL
+        self.frontendURL = frontendURL
         self.client = client
         self.services = services
         self.vhost = vhost
@@ -35,8 +41,8 @@ final class Stack: Sendable {
         let amqp = amqpURL.hasSuffix("/") ? amqpURL + vhost : amqpURL + "/" + vhost
 
         let data = try TemporaryDirectory("ferry-e2e")
-        let ports = try (0..<4).map { _ in try unusedPort() }
-        let (backend, producer, consumer, unit) = (ports[0], ports[1], ports[2], ports[3])
+        let ports = try (0..<5).map { _ in try unusedPort() }
+        let (backend, producer, consumer, unit, frontend) = (ports[0], ports[1], ports[2], ports[3], ports[4])
         let common = ["--data-dir", data.path, "--amqp-url", amqp, "--log-level", "warning"]
         let client = HTTPClient(configuration: .init(connectTimeout: .seconds(2), defaultTimeout: .seconds(60)))
         var services: [RunningService] = []
@@ -46,7 +52,8 @@ final class Stack: Sendable {
                 // A small output limit, so that the disk-filler test ends quickly.
                 ("ProcessingUnit", unit, ["--unit-max-output-mib", "64"]),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
-                ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
+                ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4", "--auth-admins", administrator]),
+                ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),
             ] {
                 let service = try RunningService(executable, arguments: ["--http-port", "\(port)"] + common + extra)
                 services.append(service)
@@ -56,7 +63,9 @@ final class Stack: Sendable {
             for service in services { _ = try? await service.terminate() }
             throw error
         }
-        return Stack(data: data, backendURL: "http://127.0.0.1:\(backend)", client: client, services: services, vhost: vhost)
+        return Stack(
+            data: data, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)", client: client, services: services, vhost: vhost
+        )
     }
 
     /// Stops every service with SIGTERM (each must exit 0) and removes the vhost.
@@ -67,6 +76,15 @@ final class Stack: Sendable {
         }
         try await client.shutdown()
         try await Self.management("DELETE", "/api/vhosts/\(vhost)", body: nil)
+    }
+
+    /// Processes whose environment names this job: none may outlive it.
+    static func processes(of jobID: String) -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { Int($0) != nil } ?? []
+        return pids.filter { pid in
+            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return String(decoding: environ, as: UTF8.self).contains("FERRY_JOB_ID=\(jobID)")
+        }
     }
 
     /// Everything the services wrote on stderr, for failure messages.
