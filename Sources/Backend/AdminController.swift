@@ -9,6 +9,8 @@ import Logging
 struct AdminController {
     let store: JobStore
     let control: any BrokerControl
+    /// `auth.admins`: shown as administrators like the first account.
+    let admins: Set<String>
     let logger: Logger
 
     struct Overview: Codable, ResponseEncodable {
@@ -43,7 +45,11 @@ struct AdminController {
         }
         router.get("/api/v1/admin/users") { _, context -> Users in
             _ = try context.requireAdmin()
-            return Users(users: try await store.users())
+            return Users(users: try await store.users().map { summary in
+                var summary = summary
+                summary.isAdmin = summary.isAdmin || admins.contains(summary.username.lowercased())
+                return summary
+            })
         }
         for (action, disabled) in [("disable", true), ("enable", false)] {
             router.post(RouterPath("/api/v1/admin/users/{id}/\(action)")) { _, context -> HTTPResponse.Status in

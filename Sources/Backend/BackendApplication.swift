@@ -59,7 +59,7 @@ func buildBackendRouter(
     router.add(middleware: Authenticator(store: store, admins: auth.admins))
     AuthController(store: store, bcryptCost: auth.bcryptCost, throttle: auth.throttle, admins: auth.admins).register(to: router)
     JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
-    AdminController(store: store, control: control, logger: logger).register(to: router)
+    AdminController(store: store, control: control, admins: auth.admins, logger: logger).register(to: router)
     return router
 }
 

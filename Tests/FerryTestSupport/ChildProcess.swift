@@ -13,12 +13,14 @@ public struct ChildProcess {
         }
     }
 
-    public static func run(_ executable: String, _ arguments: [String]) async throws -> Outcome {
+    /// Runs to the end; with `includingErrors`, standard error is collected into `output` too.
+    public static func run(_ executable: String, _ arguments: [String], includingErrors: Bool = false) async throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
+        if includingErrors { process.standardError = output }
         try process.run()
         let data = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
             DispatchQueue.global().async {

@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Ferry in a real browser: headless Chromium (Debian's chromium and chromium-driver) driven by
+selenium, against a running Ferry whose Frontend is at --url.
+
+A new researcher registers, logs out and in again, uploads a project through the upload page (file
+input, progress, redirect), sees it succeed on the results page without reloading, downloads the
+result and checks its content, sees a bad bundle's error next to the form, starts a long job and
+cancels it from its page, and looks at settings; the administrator looks at the admin page. Every
+step saves a screenshot to --artifacts. Exit status 0 only when every step did what a user expects.
+
+Run by the Swift test BrowserTests (scripts/test), which starts the stack.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+PASSWORD = "a long enough password"
+
+
+class Browser:
+    def __init__(self, base, artifacts, downloads):
+        self.base = base.rstrip("/")
+        self.artifacts = artifacts
+        options = webdriver.ChromeOptions()
+        options.binary_location = os.environ.get("FERRY_TEST_CHROMIUM", "/usr/bin/chromium")
+        for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                         "--force-device-scale-factor=1", "--lang=en-US"]:
+            options.add_argument(argument)
+        options.add_experimental_option("prefs", {
+            "download.default_directory": downloads, "download.prompt_for_download": False, "safebrowsing.enabled": False,
+        })
+        service = Service(executable_path=os.environ.get("FERRY_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
+        self.driver = webdriver.Chrome(options=options, service=service)
+        self.driver.set_page_load_timeout(30)
+        self.shots = 0
+
+    def go(self, path):
+        self.driver.get(self.base + path)
+
+    def find(self, css, seconds=10):
+        return WebDriverWait(self.driver, seconds).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+    def visible(self, css, seconds=10):
+        return WebDriverWait(self.driver, seconds).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+    def wait(self, what, condition, seconds=60):
+        try:
+            return WebDriverWait(self.driver, seconds, poll_frequency=0.2).until(lambda _: condition())
+        except TimeoutException:
+            self.shot("timeout-" + what.replace(" ", "-"))
+            raise AssertionError(f"timed out after {seconds} s waiting for: {what} (on {self.driver.current_url})")
+
+    def path(self):
+        return self.driver.current_url[len(self.base):]
+
+    def shot(self, name):
+        self.shots += 1
+        height = self.driver.execute_script("return Math.max(document.body.scrollHeight, 600)")
+        width = self.driver.get_window_size()["width"]
+        self.driver.set_window_size(width, min(height + 120, 4000))
+        path = os.path.join(self.artifacts, f"{self.shots:02d}-{name}.png")
+        self.driver.save_screenshot(path)
+        self.driver.set_window_size(width, 900)
+        print(f"screenshot: {path}")
+
+    def submit_account_form(self, path, username):
+        self.go(path)
+        self.find("#username").send_keys(username)
+        self.find("#password").send_keys(PASSWORD)
+        self.find("form[action='%s'] button[type=submit]" % path).click()
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def make_bundle(folder, name, code):
+    path = os.path.join(folder, name + ".zip")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(name + "/code.py", code)
+    return path
+
+
+def badge_text(browser, row_css):
+    rows = browser.driver.find_elements(By.CSS_SELECTOR, row_css)
+    return rows[0].find_element(By.CSS_SELECTOR, ".badge").text if rows else None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--artifacts", required=True)
+    parser.add_argument("--admin", required=True, help="a user name the Backend makes an administrator")
+    arguments = parser.parse_args()
+    os.makedirs(arguments.artifacts, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="ferry-browser-")
+    downloads = os.path.join(work, "downloads")
+    os.makedirs(downloads)
+    browser = Browser(arguments.url, arguments.artifacts, downloads)
+    driver = browser.driver
+    try:
+        # Home, then a new account through the form; it lands on the upload page, logged in.
+        browser.go("/")
+        expect("Run your Python analysis" in driver.page_source, "the home page explains Ferry")
+        expect(driver.find_element(By.CSS_SELECTOR, "a[href='/static/example-bundle.zip']"), "the home page offers the example bundle")
+        browser.shot("home")
+        username = "researcher-" + uuid.uuid4().hex[:6]
+        browser.go("/register")
+        browser.shot("register")
+        browser.submit_account_form("/register", username)
+        browser.wait("the upload page after registering", lambda: browser.path().startswith("/upload"))
+        expect(username in driver.page_source, "the navigation names the logged-in user")
+
+        # A page that needs a session sends a logged-out browser to log in, then back.
+        driver.find_element(By.CSS_SELECTOR, "header form[action='/logout'] button").click()
+        browser.wait("the login page after logging out", lambda: browser.path().startswith("/login"))
+        browser.go("/results")
+        browser.wait("a redirect to log in", lambda: browser.path().startswith("/login?next="))
+        browser.find("#username").send_keys(username)
+        browser.find("#password").send_keys("not the password")
+        browser.find("form[action='/login'] button").click()
+        error = browser.visible(".error")
+        expect("wrong" in error.text, f"a wrong password is explained, got {error.text!r}")
+        browser.find("#username").clear()
+        browser.find("#username").send_keys(username)
+        browser.find("#password").send_keys(PASSWORD)
+        browser.find("form[action='/login'] button").click()
+        browser.wait("the results page after logging in", lambda: browser.path().startswith("/results"))
+
+        # A bad bundle: the server's message appears next to the form.
+        bad = os.path.join(work, "no-code.zip")
+        with zipfile.ZipFile(bad, "w") as archive:
+            archive.writestr("no-code/main.py", "print('hello')\n")
+        browser.go("/upload")
+        browser.find("#bundle").send_keys(bad)
+        browser.find("#upload-button").click()
+        message = browser.visible("#upload-error", 30)
+        expect("code.py" in message.text, f"the bundle error names code.py, got {message.text!r}")
+        browser.shot("upload-error")
+
+        # A real project through the upload page; the results page shows it succeed by itself.
+        project = "analysis-" + uuid.uuid4().hex[:4]
+        good = make_bundle(work, project, "import json, sys\nprint('mean is', sum([1, 2, 3]) / 3)\n"
+                           "json.dump({'mean': 2.0, 'python': sys.version.split()[0]}, open('output/summary.json', 'w'))\n")
+        browser.go("/upload")
+        browser.find("#bundle").send_keys(good)
+        browser.find("#timeLimit").send_keys("120")
+        browser.shot("upload")
+        browser.find("#upload-button").click()
+        browser.wait("the results page after uploading", lambda: browser.path().startswith("/results"), 60)
+        row = f"tr[data-job-id]"
+        browser.find(row, 20)
+        expect(project in driver.find_element(By.CSS_SELECTOR, "#jobs tbody").text, "the new job is listed")
+        loaded_at = driver.execute_script("return performance.timeOrigin")
+        browser.wait("the job to succeed on the results page", lambda: badge_text(browser, f"tr[data-job-id]") == "Succeeded", 120)
+        expect(driver.execute_script("return performance.timeOrigin") == loaded_at, "the page updated without a reload")
+        browser.shot("results")
+
+        # Download the result with one click and look inside.
+        driver.find_element(By.CSS_SELECTOR, "tr[data-job-id] a[download]").click()
+        browser.wait("the result download", lambda: any(name.endswith(".zip") for name in os.listdir(downloads)), 30)
+        result = os.path.join(downloads, next(name for name in os.listdir(downloads) if name.endswith(".zip")))
+        with zipfile.ZipFile(result) as archive:
+            summary = archive.read("summary.json").decode()
+        expect('"mean": 2.0' in summary, f"the downloaded result holds the job's output, got {summary!r}")
+
+        # The job's page: output, history, manifest.
+        driver.find_element(By.CSS_SELECTOR, "tr[data-job-id] td a").click()
+        browser.wait("the job page", lambda: browser.path().startswith("/jobs/"))
+        browser.wait("stdout on the job page", lambda: "mean is 2.0" in browser.find("#log").text, 20)
+        browser.wait("the manifest on the job page", lambda: "Python" in browser.find("#manifest").text, 20)
+        expect("Succeeded" in browser.find("#history").text, "the history shows the final status")
+        browser.shot("job-succeeded")
+
+        # A long job: watch it run, then cancel it from its page.
+        sleeper = make_bundle(work, "long-simulation", "import time\nfor step in range(600):\n    print('step', step, flush=True)\n    time.sleep(1)\n")
+        browser.go("/upload")
+        browser.find("#bundle").send_keys(sleeper)
+        browser.find("#upload-button").click()
+        browser.wait("the results page", lambda: browser.path().startswith("/results"), 60)
+        browser.wait("the long job in the list", lambda: "long-simulation" in browser.find("#jobs tbody").text, 20)
+        link = next(a for a in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody td a") if a.text == "long-simulation")
+        link.click()
+        browser.wait("the long job to run", lambda: browser.find("#status").text == "Running", 60)
+        browser.wait("its live output", lambda: "step 2" in browser.find("#log").text, 30)
+        browser.shot("job-running")
+        browser.visible("#cancel").click()
+        WebDriverWait(driver, 5).until(EC.alert_is_present()).accept()
+        browser.wait("the job to be canceled", lambda: browser.find("#status").text == "Canceled", 30)
+        expect("while it ran" in browser.find("#reason").text, "the reason says it was canceled while running")
+        browser.shot("job-canceled")
+
+        # Settings: a token and a curl example that uses it.
+        browser.go("/settings")
+        browser.find("#new-token").click()
+        token = browser.visible("#token-box input").get_attribute("value")
+        expect(len(token) == 64 and token in browser.find("#curl-example").text, "the curl example shows the new token")
+        browser.shot("settings")
+
+        # A small screen: the results page stays readable.
+        driver.set_window_size(390, 844)
+        browser.go("/results")
+        browser.find("tr[data-job-id]", 20)
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        expect(width <= 390, f"the results page fits a phone's width, it is {width} px wide")
+        browser.driver.save_screenshot(os.path.join(arguments.artifacts, "small-screen-results.png"))
+        driver.set_window_size(1280, 900)
+
+        # The administrator sees the queue, the units, every job and the accounts.
+        driver.find_element(By.CSS_SELECTOR, "header form[action='/logout'] button").click()
+        browser.wait("logged out", lambda: browser.path().startswith("/login"))
+        browser.submit_account_form("/register", arguments.admin)
+        browser.wait("the admin logged in", lambda: browser.path().startswith("/upload"))
+        browser.go("/admin")
+        browser.wait("the admin page's figures", lambda: "Waiting in the queue" in browser.find("#stats").text, 20)
+        browser.wait("everyone's jobs", lambda: "long-simulation" in browser.find("#all-jobs").text, 20)
+        expect(username in browser.find("#users").text, "the accounts list the researcher")
+        browser.shot("admin")
+        print("browser test: every step passed")
+        return 0
+    except Exception as error:  # noqa: BLE001 - report any failure with a screenshot
+        try:
+            browser.shot("failure")
+        except Exception:  # noqa: BLE001
+            pass
+        print(f"browser test FAILED: {error}", file=sys.stderr)
+        return 1
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
