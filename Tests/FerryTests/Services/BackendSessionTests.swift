@@ -1,6 +1,7 @@
 @testable import Backend
 import FerryContracts
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
@@ -192,6 +193,57 @@ struct BackendSessionTests {
             try await client.execute(uri: "/api/v1/auth/login", method: .post, headers: [.contentType: "application/json"], body: credentials) { response in
                 #expect(response.status == .forbidden)
                 #expect(String(buffer: response.body).contains("auth.disabled"))
+            }
+        }
+    }
+
+    @Test func tokensLimitsProjectsManifestsAndLogDownloads() async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let login = try await client.account("dana")
+            // A new token works like the login's; revoking removes every token of the user.
+            struct Issued: Decodable { var token: String }
+            let issued = try await client.execute(uri: "/api/v1/auth/tokens", method: .post, headers: [.authorization: "Bearer \(login)"]) { response in
+                #expect(response.status == .created)
+                return try JSONDecoder.ferry().decode(Issued.self, from: response.body).token
+            }
+            try await client.execute(uri: "/api/v1/limits", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                let limits = try JSONDecoder.ferry().decode(ServerLimits.self, from: response.body)
+                #expect(limits.maxUploadBytes == 1 << 30 && limits.maxTimeLimit == 86_400)
+            }
+            let job = try await Self.upload(client, token: issued, project: "tidy")
+            try await client.execute(uri: "/api/v1/projects", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                let list = try JSONDecoder.ferry().decode(ProjectList.self, from: response.body)
+                #expect(list.projects == ["tidy"])
+            }
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/manifest", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                #expect(response.status == .notFound)
+                #expect(String(buffer: response.body).contains("job.no_manifest"))
+            }
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/result", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                #expect(response.status == .conflict)
+            }
+            // What a unit leaves behind: a manifest and the logs.
+            let folder = fixture.directory.file("jobs/\(job.id)")
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try Data(#"{"python":"3.11.2"}"#.utf8).write(to: URL(fileURLWithPath: folder + "/manifest.json"))
+            try Data("line 1\nline 2\n".utf8).write(to: URL(fileURLWithPath: folder + "/stdout.log"))
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/manifest", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                #expect(response.status == .ok && String(buffer: response.body).contains("3.11.2"))
+            }
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/log?stream=stdout&offset=7", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                #expect(String(buffer: response.body) == "line 2\n" && response.headers[HTTPField.Name("X-Log-Size")!] == "14")
+            }
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/log?stream=stdout&download=1", method: .get, headers: [.authorization: "Bearer \(issued)"]) { response in
+                #expect(String(buffer: response.body) == "line 1\nline 2\n")
+                #expect(response.headers[.contentDisposition] == "attachment; filename=\"tidy-stdout.log\"")
+            }
+            try await client.execute(uri: "/api/v1/auth/tokens", method: .delete, headers: [.authorization: "Bearer \(issued)"]) { response in
+                #expect(response.status == .noContent)
+            }
+            for token in [login, issued] {
+                try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                    #expect(response.status == .unauthorized)
+                }
             }
         }
     }
