@@ -47,7 +47,15 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         store: store, queue: queue, control: control, settings: settings,
         auth: AuthSettings(bcryptCost: UInt8(bcryptCost), admins: admins), logger: logger
     )
-    return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events], logger: logger)
+    let sweeper = OutboxSweeper(
+        store: store, queue: queue, interval: .seconds(reader.int(forKey: "backend.sweep-interval", default: 5)),
+        minimumAge: Double(reader.int(forKey: "backend.sweep-age", default: 10)), logger: logger
+    )
+    let deadLetters = DeadLetterApplier(
+        link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-dead-letters"), logger: logger),
+        store: store, logger: logger
+    )
+    return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events, deadLetters, sweeper], logger: logger)
 }
 
 /// The backend service's routes; its dependencies are parameters so that tests can pass fakes.

@@ -288,6 +288,23 @@ final class JobStore: Sendable, Service {
         return !rows.isEmpty
     }
 
+    /// Jobs still `submitted` since before `date`, oldest first, as the messages that queue them.
+    func submittedJobs(before date: Date, limit: Int) async throws -> [JobMessage] {
+        let rows = try await connection.query(
+            "SELECT id, owner_id, project, submitted_at, time_limit, memory_limit FROM jobs WHERE status = 'submitted' AND submitted_at < ? ORDER BY seq LIMIT ?",
+            [.float(date.timeIntervalSince1970), .integer(limit)]
+        )
+        return rows.compactMap { row in
+            guard let id = row.column("id")?.string, let owner = row.column("owner_id")?.string, let project = row.column("project")?.string,
+                  let submitted = row.column("submitted_at")?.double else { return nil }
+            return JobMessage(
+                jobID: id, owner: owner, project: project, bundlePath: "bundles/\(id).zip",
+                limits: JobLimits(timeLimitSeconds: row.column("time_limit")?.integer ?? 3600, memoryLimitMiB: row.column("memory_limit")?.integer ?? 2048),
+                submittedAt: Date(timeIntervalSince1970: submitted)
+            )
+        }
+    }
+
     /// Every status the job reached, oldest first.
     func history(of jobID: String) async throws -> [JobHistoryEntry] {
         try await connection.query("SELECT status, at, reason FROM job_history WHERE job_id = ? ORDER BY rowid", [.text(jobID)]).compactMap { row in

@@ -48,10 +48,23 @@ struct JobDispatcher: Service {
             try await follow(message, logger: logger)
             try await connection.ack(delivery)
         } catch {
-            // The unit or the broker failed us: hand the job back; the delivery limit ends endless retries.
-            logger.warning("job handed back to the queue", metadata: ["error": "\(error)"])
-            try? await Task.sleep(for: .seconds(1))
+            // The unit or the broker failed us. Hand the job back once the unit answers again (a
+            // restarted unit), so that the retry is not spent on a unit that is still starting; every
+            // return counts against the queue's delivery limit, after which the job is dead-lettered
+            // and ends `error`. On shutdown it goes back at once.
+            if !Task.isCancelled {
+                logger.warning("job interrupted; handing it back to the queue once the unit answers", metadata: ["error": "\(error)"])
+                await waitForUnit()
+            }
             try? await connection.nack(delivery, requeue: true)
+        }
+    }
+
+    /// Returns when the unit answers /health (checked every second), or when the task is cancelled.
+    private func waitForUnit() async {
+        while !Task.isCancelled {
+            if let health = try? await http.execute(.init(url: unitURL + "/health", timeout: .seconds(5))), health.isSuccess { return }
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 

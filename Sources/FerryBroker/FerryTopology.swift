@@ -11,6 +11,8 @@ public enum FerryTopology {
         try await connection.declareExchange(Topology.deadLetterExchange, type: .fanout)
         try await connection.declareQueue(Topology.deadLetterQueue, arguments: ["x-queue-type": "quorum"])
         try await connection.bindQueue(Topology.deadLetterQueue, to: Topology.deadLetterExchange)
+        try await connection.declareQueue(Topology.deadJobsQueue, arguments: ["x-queue-type": "quorum"])
+        try await connection.bindQueue(Topology.deadJobsQueue, to: Topology.deadLetterExchange)
         try await connection.declareQueue(Topology.jobsQueue, arguments: [
             "x-queue-type": "quorum",
             "x-dead-letter-exchange": .string(Topology.deadLetterExchange),

@@ -8,6 +8,9 @@ public enum Topology {
     public static let deadLetterExchange = "ferry.dead"
     /// Queue bound to `ferry.dead`, kept for operators to inspect.
     public static let deadLetterQueue = "ferry.dead-letters"
+    /// A second queue bound to the `ferry.dead` fanout: the Backend consumes it and ends each
+    /// dead-lettered job as `error`, while `ferry.dead-letters` keeps its copy for operators.
+    public static let deadJobsQueue = "ferry.dead-jobs"
     /// Fanout exchange for cancel requests; each Consumer binds an exclusive queue.
     public static let controlExchange = "ferry.control"
 }

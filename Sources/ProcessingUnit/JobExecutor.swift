@@ -8,11 +8,16 @@ import ServiceLifecycle
 struct JobExecutor: Service {
     let runner: JobRunner
     let registry: RunRegistry
+    /// On SIGTERM, how long running jobs may go on to finish before they are interrupted (and their
+    /// messages, never acknowledged, run again elsewhere).
+    let shutdownGrace: Duration
     private let queue = AsyncStream<JobMessage>.makeStream()
+    private let active = ActiveRuns()
 
-    init(runner: JobRunner, registry: RunRegistry) {
+    init(runner: JobRunner, registry: RunRegistry, shutdownGrace: Duration = .seconds(30)) {
         self.runner = runner
         self.registry = registry
+        self.shutdownGrace = shutdownGrace
     }
 
     /// Starts the job unless this unit already runs it or ran it to the end; returns its state either way
@@ -27,8 +32,25 @@ struct JobExecutor: Service {
     func run() async throws {
         await withDiscardingTaskGroup { group in
             for await message in queue.stream.cancelOnGracefulShutdown() {
-                group.addTask { await runner.run(message) }
+                group.addTask { [active] in
+                    await active.change(by: 1)
+                    await runner.run(message)
+                    await active.change(by: -1)
+                }
             }
+            // Shutting down: no new runs; the running ones get the grace period, then are interrupted.
+            let deadline = ContinuousClock.now + shutdownGrace
+            while await active.count > 0, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            group.cancelAll()
         }
     }
+}
+
+/// How many runs are in progress.
+private actor ActiveRuns {
+    private(set) var count = 0
+
+    func change(by delta: Int) { count += delta }
 }

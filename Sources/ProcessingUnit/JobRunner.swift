@@ -20,11 +20,33 @@ struct JobRunner: Sendable {
         let jobDirectory = settings.jobs + "/" + message.jobID
         var logger = logger
         logger[metadataKey: "job.id"] = "\(message.jobID)"
+        let lock: RunLock
+        do {
+            lock = try await RunLock.acquire(jobDirectory: jobDirectory) {
+                logger.info("another unit runs this job; waiting for its run to end")
+            }
+        } catch {
+            // Shutting down while waiting, or the volume failed: the Consumer hands the job back.
+            logger.warning("job not run here", metadata: ["error": "\(error)"])
+            return
+        }
+        defer { lock.release() }
+        // A run that ended elsewhere (or here, before a restart) is reported, never repeated.
+        if let finished = Manifest.finishedState(at: jobDirectory + "/manifest.json") {
+            await registry.update(message.jobID) { $0 = finished }
+            return
+        }
+
         let started = Date()
         var manifest = Manifest(jobID: message.jobID, unit: settings.name, python: environments.pythonVersion)
         let final: RunState
         do {
             final = try await execute(message, in: jobDirectory, manifest: &manifest, logger: logger)
+        } catch where Task.isCancelled {
+            // The unit is shutting down and its grace period is over: no manifest and no result, so
+            // that the job runs again from the start wherever its redelivered message lands.
+            logger.warning("job interrupted by the unit's shutdown; it runs again elsewhere")
+            return
         } catch {
             logger.error("job could not run", metadata: ["error": "\(error)"])
             final = RunState(jobID: message.jobID, status: .error, reason: "Ferry could not run the job: \(error)", finishedAt: Date())
@@ -110,6 +132,7 @@ struct JobRunner: Sendable {
             environment: sandbox.environment(for: message.jobID, pythonEnvironment: environment.directory, work: work),
             standardOutput: stdout, standardError: stderr, timeout: .seconds(message.limits.timeLimitSeconds)
         ))
+        try Task.checkCancellation()  // interrupted by shutdown: the outcome is not the job's own
         manifest.runningSeconds = Date().timeIntervalSince(startedAt)
         manifest.peakMemoryBytes = cgroup?.peakBytes ?? outcome.maxResidentBytes
         // wait4 sees the CPU time of the processes the unit itself waited for: the whole job when it

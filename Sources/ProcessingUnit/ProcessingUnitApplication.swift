@@ -41,7 +41,9 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     logger.info("python \(pythonVersion) at \(python), environments with \(settings.uv ?? "venv + pip")")
     let registry = RunRegistry()
     let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
-    let executor = JobExecutor(runner: runner, registry: registry)
+    let grace = reader.int(forKey: "unit.shutdown-grace", default: 30)
+    guard grace >= 0 else { throw ConfigurationError(key: "unit.shutdown-grace", message: "\(grace) s; use 0 or more seconds") }
+    let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace))
     return buildServiceApplication(
         service: "processing-unit", router: buildProcessingUnitRouter(executor: executor, registry: registry), http: http,
         services: [executor], logger: logger

@@ -170,6 +170,28 @@ struct BackendRouterTests {
         }
     }
 
+    @Test func theSweeperQueuesJobsThatStayedSubmittedOnce() async throws {
+        try await Self.withFixture(producerAvailable: false) { fixture, client in
+            let token = try await client.account("gina")
+            let job = try await client.execute(uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"], body: Self.bundle(["g/code.py": ""])) { response in
+                try JSONDecoder.ferry().decode(Job.self, from: response.body)
+            }
+            #expect(job.status == .submitted)
+            // The Producer is still down: the sweeper leaves the job submitted for its next pass.
+            #expect(await OutboxSweeper(store: fixture.store, queue: RecordingQueue(available: false), minimumAge: 0, logger: Logger(label: "test")).sweep() == 0)
+            let producer = RecordingQueue()
+            let sweeper = OutboxSweeper(store: fixture.store, queue: producer, minimumAge: 0, logger: Logger(label: "test"))
+            #expect(await sweeper.sweep() == 1)
+            #expect(await sweeper.sweep() == 0, "a queued job is not handed over again")
+            let message = try #require(producer.messages.withLock { $0.first })
+            #expect(message.jobID == job.id && message.bundlePath == "bundles/\(job.id).zip" && message.limits.timeLimitSeconds == job.timeLimit)
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                let current = try JSONDecoder.ferry().decode(Job.self, from: response.body)
+                #expect(current.status == .queued)
+            }
+        }
+    }
+
     @Test func eventsOnlyMoveAJobForward() async throws {
         try await Self.withFixture() { fixture, client in
             let token = try await client.account("frank")

@@ -1,0 +1,81 @@
+import FerryAMQP
+import FerryBroker
+import FerryContracts
+import FerryService
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The outbox's other half: every `interval` it hands the Producer again each job that has stayed
+/// `submitted` for at least `minimumAge` (the Producer or the broker was down when it was uploaded,
+/// or the Backend stopped between writing the job and handing it over). A job handed over twice is
+/// harmless: units run one attempt of a job at a time and report a finished one instead of rerunning it.
+struct OutboxSweeper: Service {
+    let store: JobStore
+    let queue: any JobQueue
+    var interval: Duration = .seconds(5)
+    var minimumAge: TimeInterval = 10
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            await sweep()
+        }
+    }
+
+    /// One pass; returns how many jobs were queued.
+    @discardableResult
+    func sweep() async -> Int {
+        let waiting: [JobMessage]
+        do {
+            waiting = try await store.submittedJobs(before: Date().addingTimeInterval(-minimumAge), limit: 200)
+        } catch {
+            logger.error("cannot read submitted jobs", metadata: ["error": "\(error)"])
+            return 0
+        }
+        var queued = 0
+        for message in waiting {
+            do {
+                try await queue.enqueue(message)
+                if try await store.advance(message.jobID, to: .queued, at: Date(), from: [.submitted]) { queued += 1 }
+            } catch {
+                logger.warning("submitted jobs wait for the Producer and the broker", metadata: ["waiting": "\(waiting.count)", "error": "\(error)"])
+                break  // the next pass tries again
+            }
+        }
+        if queued > 0 { logger.notice("queued jobs that had stayed submitted", metadata: ["count": "\(queued)"]) }
+        return queued
+    }
+}
+
+/// Consumes `ferry.dead-jobs`: a job whose message was dead-lettered (its units failed on every
+/// attempt, up to the queue's delivery limit) ends `error` with a reason; acknowledged after the write.
+struct DeadLetterApplier: Service {
+    let link: BrokerLink
+    let store: JobStore
+    let logger: Logger
+
+    static func reason(attempts: Int?) -> String {
+        let tries = attempts.map { "\($0) attempts" } ?? "every attempt"
+        return "Ferry could not finish this job: the processing unit running it stopped or failed on \(tries). It was set aside for the operators (dead-letter queue \(Topology.deadLetterQueue)); run it again, and tell them if it happens again."
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await link.keepRunning("consuming \(Topology.deadJobsQueue)") { connection in
+                for try await delivery in try await connection.consume(queue: Topology.deadJobsQueue, prefetch: 16) {
+                    if let message = try? FerryJSON.decode(JobMessage.self, from: delivery.body) {
+                        let attempts = delivery.deliveryCount > 0 ? delivery.deliveryCount : nil
+                        let ended = try await store.advance(message.jobID, to: .error, at: Date(), reason: Self.reason(attempts: attempts))
+                        logger.error("job dead-lettered", metadata: [LogKeys.jobID: "\(message.jobID)", "ended": "\(ended)"])
+                    } else {
+                        logger.error("unreadable dead-lettered message; dropping it (its copy stays in \(Topology.deadLetterQueue))")
+                    }
+                    try await connection.ack(delivery)
+                }
+            }
+        }
+    }
+}
