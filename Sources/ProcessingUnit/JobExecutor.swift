@@ -1,6 +1,7 @@
 import FerryContracts
 import Foundation
 import Logging
+import Synchronization
 import ServiceLifecycle
 
 /// Accepts runs from the HTTP route and executes them as child tasks of one long-running service,
@@ -30,6 +31,19 @@ struct JobExecutor: Service {
     }
 
     func run() async throws {
+        // The grace period starts with the signal itself. The HTTP server stops before this service
+        // is told to, and it waits for the Consumers' long polls, which the registry now ends at once.
+        let signalled = Mutex<ContinuousClock.Instant?>(nil)
+        let sources = [SIGTERM, SIGINT].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [registry] in
+                signalled.withLock { $0 = $0 ?? .now }
+                Task { await registry.shutDown() }
+            }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
         await withDiscardingTaskGroup { group in
             for await message in queue.stream.cancelOnGracefulShutdown() {
                 group.addTask { [active] in
@@ -39,7 +53,7 @@ struct JobExecutor: Service {
                 }
             }
             // Shutting down: no new runs; the running ones get the grace period, then are interrupted.
-            let deadline = ContinuousClock.now + shutdownGrace
+            let deadline = (signalled.withLock { $0 } ?? .now) + shutdownGrace
             while await active.count > 0, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(200))
             }

@@ -7,6 +7,7 @@ actor RunRegistry {
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     private var cancelRequests: Set<String> = []
     private var stoppers: [String: @Sendable () -> Void] = [:]
+    private var shuttingDown = false
 
     func state(of jobID: String) -> RunState? { runs[jobID] }
 
@@ -29,9 +30,15 @@ actor RunRegistry {
         for waiter in waiters.removeValue(forKey: jobID) ?? [] { waiter.resume() }
     }
 
+    /// The unit is stopping: long polls answer at once, so the HTTP server can stop without waiting.
+    func shutDown() {
+        shuttingDown = true
+        for jobID in Array(waiters.keys) { wakeAll(jobID) }
+    }
+
     /// Returns once the run's status differs from `status`, or after `timeout`.
     func wait(for jobID: String, changingFrom status: JobStatus, timeout: Duration) async -> RunState? {
-        guard let current = runs[jobID], current.status == status else { return runs[jobID] }
+        guard !shuttingDown, let current = runs[jobID], current.status == status else { return runs[jobID] }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.suspend(jobID) }
             group.addTask { try? await Task.sleep(for: timeout) }

@@ -6,6 +6,11 @@ public struct ChildProcess {
         public var status: Int32
         public var output: String
 
+        public init(status: Int32, output: String) {
+            self.status = status
+            self.output = output
+        }
+
         /// The `peak-memory-bytes:` line that `ferry-zip --stats` prints, measured inside the child.
         public var peakMemory: Int? {
             output.split(separator: "\n").first { $0.hasPrefix("peak-memory-bytes:") }

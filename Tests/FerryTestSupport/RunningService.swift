@@ -25,6 +25,9 @@ public final class RunningService: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: errorFile)
     }
 
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
     public var standardError: String {
         (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? ""
     }
