@@ -17,21 +17,20 @@ struct ConnectionFailureTests {
         #expect(error?.message.contains("check that the broker runs") == true)
     }
 
-    @Test func silentListenerTimesOutWithinTheConnectTimeout() async throws {
+    /// The error says the handshake timed out, so the 1 s connect timeout ended the wait (a lost
+    /// heartbeat would fail differently); the time limit only catches a hang, since a loaded machine
+    /// may take seconds longer to notice.
+    @Test(.timeLimit(.minutes(1))) func silentListenerTimesOutWithinTheConnectTimeout() async throws {
         // Accepts TCP connections but never speaks AMQP, like a firewall or a wrong port.
         let listener = try LocalSocket.listen()
         defer { listener.close() }
-        let start = ContinuousClock.now
         let error = await #expect(throws: AMQPError.self) {
             _ = try await AMQPConnection.connect(
                 to: AMQPURL(host: "127.0.0.1", port: listener.port), options: .init(connectTimeout: .seconds(1)), logger: Broker.logger
             )
         }
-        let elapsed = ContinuousClock.now - start
         #expect(error?.code == .timedOut)
         #expect(error?.message.contains("handshake") == true)
-        // The 1 s handshake timeout ends the wait, not the 15 s heartbeat or a hang.
-        #expect(elapsed < .seconds(10), "gave up after \(elapsed)")
     }
 
     @Test func wrongPasswordIsRefusedWithTheReason() async throws {
