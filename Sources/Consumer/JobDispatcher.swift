@@ -54,6 +54,10 @@ struct JobDispatcher: Service {
             // and ends `error`. On shutdown it goes back at once.
             if !Task.isCancelled {
                 logger.warning("job interrupted; handing it back to the queue once the unit answers", metadata: ["error": "\(error)"])
+                if error is RetryableRunFailure {
+                    // The unit is up but could not run it: wait longer after each attempt (1, 2, 4, 8, 16 s).
+                    try? await Task.sleep(for: .seconds(min(30, 1 << min(delivery.deliveryCount, 5))))
+                }
                 await waitForUnit()
             }
             try? await connection.nack(delivery, requeue: true)
@@ -73,6 +77,9 @@ struct JobDispatcher: Service {
         var state = try await http.json("POST", unitURL + "/internal/v1/runs", body: message, timeout: .seconds(30)).decode(RunState.self)
         var published: JobStatus?
         while true {
+            if state.retryable == true {
+                throw RetryableRunFailure(reason: state.reason ?? "the unit failed")
+            }
             if state.status != published {
                 try await publish(state)
                 published = state.status
@@ -94,4 +101,10 @@ struct JobDispatcher: Service {
             properties: AMQPProperties(contentType: "application/json", messageID: "\(state.jobID):\(state.status.rawValue)")
         )
     }
+}
+
+/// The unit could not run the job for a reason of its own (not the job's code): retried through the queue.
+struct RetryableRunFailure: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
 }

@@ -9,8 +9,15 @@ public struct RunState: Codable, Sendable, Equatable {
     public var resultBytes: Int64?
     public var startedAt: Date?
     public var finishedAt: Date?
+    /// Set on an `error` that was Ferry's, not the job's (the volume failed, the bundle could not be
+    /// read): the Consumer hands the job back to the queue instead of reporting it, so it is retried
+    /// up to the queue's delivery limit and only then ends `error`.
+    public var retryable: Bool?
 
-    public init(jobID: String, status: JobStatus, exitCode: Int32? = nil, reason: String? = nil, resultBytes: Int64? = nil, startedAt: Date? = nil, finishedAt: Date? = nil) {
+    public init(
+        jobID: String, status: JobStatus, exitCode: Int32? = nil, reason: String? = nil, resultBytes: Int64? = nil, startedAt: Date? = nil,
+        finishedAt: Date? = nil, retryable: Bool? = nil
+    ) {
         self.jobID = jobID
         self.status = status
         self.exitCode = exitCode
@@ -18,5 +25,6 @@ public struct RunState: Codable, Sendable, Equatable {
         self.resultBytes = resultBytes
         self.startedAt = startedAt
         self.finishedAt = finishedAt
+        self.retryable = retryable
     }
 }

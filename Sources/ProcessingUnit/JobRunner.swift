@@ -26,8 +26,12 @@ struct JobRunner: Sendable {
                 logger.info("another unit runs this job; waiting for its run to end")
             }
         } catch {
-            // Shutting down while waiting, or the volume failed: the Consumer hands the job back.
+            // Shutting down while waiting (the Consumer hands the job back), or the volume failed (retried).
             logger.warning("job not run here", metadata: ["error": "\(error)"])
+            if !Task.isCancelled {
+                let failed = RunState(jobID: message.jobID, status: .error, reason: "Ferry could not lock the job's folder: \(error)", finishedAt: Date(), retryable: true)
+                await registry.update(message.jobID) { $0 = failed }
+            }
             return
         }
         defer { lock.release() }
@@ -48,8 +52,11 @@ struct JobRunner: Sendable {
             logger.warning("job interrupted by the unit's shutdown; it runs again elsewhere")
             return
         } catch {
-            logger.error("job could not run", metadata: ["error": "\(error)"])
-            final = RunState(jobID: message.jobID, status: .error, reason: "Ferry could not run the job: \(error)", finishedAt: Date())
+            // Ferry's failure, not the job's: no manifest, so that the retry the Consumer asks for runs it afresh.
+            logger.error("job could not run; it will be retried", metadata: ["error": "\(error)"])
+            let failed = RunState(jobID: message.jobID, status: .error, reason: "Ferry could not run the job: \(error)", finishedAt: Date(), retryable: true)
+            await registry.update(message.jobID) { $0 = failed }
+            return
         }
         manifest.status = final.status
         manifest.exitCode = final.exitCode

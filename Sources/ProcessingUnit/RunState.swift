@@ -13,7 +13,7 @@ actor RunRegistry {
 
     /// Registers a new run unless one is known; returns the current state and whether it is new.
     func claim(_ jobID: String, finished: RunState?) -> (RunState, isNew: Bool) {
-        if let existing = runs[jobID] { return (existing, false) }
+        if let existing = runs[jobID], existing.retryable != true { return (existing, false) }
         if let finished {
             runs[jobID] = finished
             return (finished, false)

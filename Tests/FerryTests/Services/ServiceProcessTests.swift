@@ -1,3 +1,4 @@
+import FerryContracts
 import FerryHTTPClient
 import FerryTestSupport
 import Foundation
@@ -94,5 +95,39 @@ struct ServiceProcessTests {
         try await client.shutdown()
         #expect(try await optedOut.terminate() == 0)
         #expect(optedOut.standardError.contains("unit.sandbox=none"))
+    }
+
+    /// A failure of Ferry's own (here: the bundle is missing from the volume) is reported as retryable
+    /// and leaves no manifest, so the Consumer hands the job back; the retry runs it afresh.
+    @Test func aUnitReportsItsOwnFailuresAsRetryableAndRunsTheRetryAfresh() async throws {
+        let data = try TemporaryDirectory()
+        let port = try unusedPort()
+        let unit = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(port)", "--data-dir", data.path, "--unit-sandbox", "none"])
+        let client = HTTPClient()
+        _ = try await unit.waitForHealth(port: port, client: client)
+        let id = UUID().uuidString.lowercased()
+        let message = JobMessage(
+            jobID: id, owner: "tester", project: "demo", bundlePath: "bundles/\(id).zip",
+            limits: JobLimits(timeLimitSeconds: 60, memoryLimitMiB: 512), submittedAt: Date()
+        )
+        func runUntilFinal() async throws -> RunState {
+            var state = try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: message).decode(RunState.self)
+            while !state.status.isFinal {
+                state = try await client.json("GET", "http://127.0.0.1:\(port)/internal/v1/runs/\(id)?after=\(state.status.rawValue)&wait=10").decode(RunState.self)
+            }
+            return state
+        }
+        let failed = try await runUntilFinal()
+        #expect(failed.status == .error && failed.retryable == true, "\(failed)")
+        #expect(!FileManager.default.fileExists(atPath: data.file("jobs/\(id)/manifest.json")))
+
+        try FileManager.default.createDirectory(atPath: data.file("bundles"), withIntermediateDirectories: true)
+        var zip = RawZipBuilder()
+        zip.file("demo/code.py", "open('output/done.txt', 'w').write('yes')\n")
+        try Data(zip.bytes()).write(to: URL(fileURLWithPath: data.file("bundles/\(id).zip")))
+        let retried = try await runUntilFinal()
+        #expect(retried.status == .succeeded && retried.retryable == nil, "\(retried)")
+        try await client.shutdown()
+        #expect(try await unit.terminate() == 0)
     }
 }
