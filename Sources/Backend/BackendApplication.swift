@@ -63,7 +63,11 @@ func buildBackendRouter(
     store: JobStore, queue: any JobQueue, control: any BrokerControl, settings: JobSettings, auth: AuthSettings, logger: Logger
 ) -> Router<BackendContext> {
     let router = Router(context: BackendContext.self)
-    router.addHealthRoute(service: "backend")
+    router.addMetricsRoute { await BackendMetrics.collect(store: store, control: control) }
+    router.addHealthRoute(service: "backend", checks: [
+        .passes("database") { try await store.ping() },
+        .passes("broker") { _ = try await control.jobsWaiting() },
+    ])
     router.add(middleware: Authenticator(store: store, admins: auth.admins))
     AuthController(store: store, bcryptCost: auth.bcryptCost, throttle: auth.throttle, admins: auth.admins).register(to: router)
     JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)

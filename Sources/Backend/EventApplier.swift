@@ -28,6 +28,9 @@ struct EventApplier: Service {
                 let moved = try await store.advance(
                     event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes, unit: event.unit
                 )
+                if moved, event.status == .running || event.status.isFinal, let times = try? await store.times(of: event.jobID) {
+                    BackendMetrics.jobMoved(to: event.status, times: times)
+                }
                 logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved)"])
                 try await connection.ack(delivery)
             }

@@ -121,6 +121,19 @@ final class JobStore: Sendable, Service {
         }
     }
 
+    /// Answers when the database does (the health check).
+    func ping() async throws {
+        _ = try await connection.query("SELECT 1")
+    }
+
+    /// When the job was submitted, started and finished (for the wait and run time metrics).
+    func times(of id: String) async throws -> (submitted: Date, started: Date?, finished: Date?)? {
+        guard let row = try await connection.query("SELECT submitted_at, started_at, finished_at FROM jobs WHERE id = ?", [.text(id)]).first,
+              let submitted = row.column("submitted_at")?.double else { return nil }
+        return (Date(timeIntervalSince1970: submitted), row.column("started_at")?.double.map(Date.init(timeIntervalSince1970:)),
+                row.column("finished_at")?.double.map(Date.init(timeIntervalSince1970:)))
+    }
+
     // MARK: Users, sessions and tokens
 
     private static let userColumns = "users.id, users.username, users.is_admin, users.disabled"

@@ -88,11 +88,13 @@ struct JobsController {
             }
         } catch let error as BundleError {
             unlink(upload.path)
+            BackendMetrics.uploaded(bytes: upload.bytes, accepted: false)
             throw APIError(.unprocessableContent, code: error.code, message: error.message)
         } catch {
             unlink(upload.path)
             throw error
         }
+        BackendMetrics.uploaded(bytes: upload.bytes, accepted: true)
         return try await submit(job, user: user)
     }
 

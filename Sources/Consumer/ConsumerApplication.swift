@@ -30,12 +30,18 @@ func buildConsumer(reader: ConfigReader) throws -> some ApplicationProtocol {
         link: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-control"), logger: logger),
         unitURL: unitURL, http: HTTPClient(logger: logger), logger: logger
     )
-    return buildServiceApplication(service: "consumer", router: buildConsumerRouter(), http: http, services: [dispatcher, cancels], logger: logger)
+    let health = HTTPClient(logger: logger)
+    let checks: [HealthCheck] = [
+        .passes("broker") { _ = try await dispatcher.jobs.connection().inspectQueue(Topology.jobsQueue) },
+        .passes("unit") { try await health.json("GET", unitURL + "/health", timeout: .seconds(4)) },
+    ]
+    return buildServiceApplication(service: "consumer", router: buildConsumerRouter(checks: checks), http: http, services: [dispatcher, cancels], logger: logger)
 }
 
 /// The consumer service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildConsumerRouter() -> Router<FerryRequestContext> {
+func buildConsumerRouter(checks: [HealthCheck] = []) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
-    router.addHealthRoute(service: "consumer")
+    router.addMetricsRoute()
+    router.addHealthRoute(service: "consumer", checks: checks)
     return router
 }

@@ -1,6 +1,7 @@
 import FerryAMQP
 import Foundation
 import Logging
+import Metrics
 
 /// One logical link to the broker that outlives connections: `connection()` hands out the open
 /// connection, or opens a new one (declaring the topology) when the last one was lost.
@@ -9,6 +10,7 @@ public actor BrokerLink {
     private let options: AMQPConnectionOptions
     private let logger: Logger
     private var current: AMQPConnection?
+    private var everConnected = false
 
     public init(url: AMQPURL, options: AMQPConnectionOptions, logger: Logger) {
         self.url = url
@@ -23,6 +25,8 @@ public actor BrokerLink {
         let connection = try await AMQPConnection.connect(to: url, options: options, logger: logger)
         try await FerryTopology.declare(on: connection)
         logger.info("connected to RabbitMQ", metadata: ["amqp.url": "\(url)", "amqp.connection": "\(options.name)"])
+        if everConnected { Counter(label: "ferry_broker_reconnects_total", dimensions: [("connection", options.name)]).increment() }
+        everConnected = true
         current = connection
         return connection
     }

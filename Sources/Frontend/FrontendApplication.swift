@@ -38,6 +38,7 @@ struct AccountForm: Decodable {
 /// The frontend service's routes; its dependencies are parameters so that tests can pass fakes.
 func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
+    router.addMetricsRoute()
     let publicFolder = Bundle.module.resourcePath! + "/Public"
     let files = FileIO()
     for file in (try? FileManager.default.contentsOfDirectory(atPath: publicFolder)) ?? [] {
@@ -128,6 +129,7 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
         return pages.render("admin", title: "Administration", session: session)
     }
 
+    // The Frontend is ready when the Backend is (and so, transitively, the database and the broker).
     router.get("/health") { request, context in try await proxy.forward(request, context: context) }
     for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head] {
         router.on("/api/**", method: method) { request, context in try await proxy.forward(request, context: context) }

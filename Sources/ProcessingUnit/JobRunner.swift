@@ -4,6 +4,7 @@ import FerryContracts
 import FerryZip
 import Foundation
 import Logging
+import Metrics
 import NIOPosix
 
 /// Runs one job: extract the bundle into a fresh work folder, prepare the environment, run
@@ -106,6 +107,7 @@ struct JobRunner: Sendable {
             return RunState(jobID: message.jobID, status: .failed, reason: "requirements.txt could not be installed; see install.log in the job's logs", finishedAt: Date())
         }
         manifest.environment = .init(key: (environment.directory as NSString).lastPathComponent, cacheHit: environment.cacheHit)
+        Counter(label: "ferry_environment_cache_total", dimensions: [("result", environment.cacheHit ? "hit" : "miss")]).increment()
         manifest.packages = await environments.installedPackages(environment)
         manifest.preparingSeconds = Date().timeIntervalSince(preparing)
         if await isCanceled(message.jobID) { return Self.canceled(message.jobID, whileRunning: false) }

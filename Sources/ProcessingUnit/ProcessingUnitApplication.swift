@@ -45,7 +45,7 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     guard grace >= 0 else { throw ConfigurationError(key: "unit.shutdown-grace", message: "\(grace) s; use 0 or more seconds") }
     let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace))
     return buildServiceApplication(
-        service: "processing-unit", router: buildProcessingUnitRouter(executor: executor, registry: registry), http: http,
+        service: "processing-unit", router: buildProcessingUnitRouter(executor: executor, registry: registry, dataDirectory: settings.dataDirectory), http: http,
         services: [executor], logger: logger
     )
 }
@@ -69,9 +69,17 @@ func inspectPython(_ python: String) async throws -> (executable: String, versio
 }
 
 /// The processing-unit service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry) -> Router<FerryRequestContext> {
+func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry, dataDirectory: String) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
-    router.addHealthRoute(service: "processing-unit")
+    router.addMetricsRoute()
+    // Ready when it can write to the shared volume, where every job's files go.
+    router.addHealthRoute(service: "processing-unit", checks: [.passes("volume") {
+        let probe = dataDirectory + "/jobs/.health-\(UUID().uuidString)"
+        guard FileManager.default.createFile(atPath: probe, contents: Data("ok".utf8)) else {
+            throw ConfigurationError(key: ConfigurationKeys.dataDirectory, message: "\(dataDirectory)/jobs is not writable")
+        }
+        try FileManager.default.removeItem(atPath: probe)
+    }])
     /// Starts a run (or attaches to the existing one) and answers its state.
     router.post("/internal/v1/runs") { request, context -> RunState in
         let message = try await request.decode(as: JobMessage.self, context: context)

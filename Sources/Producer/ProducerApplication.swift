@@ -21,6 +21,8 @@ func buildProducer(reader: ConfigReader) throws -> some ApplicationProtocol {
 /// Publishes job messages; the broker-backed one waits for the publisher confirm.
 protocol JobPublisher: Sendable {
     func publish(_ message: JobMessage) async throws
+    /// Throws when the broker cannot be reached (the health check).
+    func ready() async throws
 }
 
 struct BrokerJobPublisher: JobPublisher {
@@ -33,12 +35,17 @@ struct BrokerJobPublisher: JobPublisher {
             properties: AMQPProperties(contentType: "application/json", messageID: message.jobID, timestamp: message.submittedAt)
         )
     }
+
+    func ready() async throws {
+        _ = try await link.connection().inspectQueue(Topology.jobsQueue)
+    }
 }
 
 /// The producer service's routes; its dependencies are parameters so that tests can pass fakes.
 func buildProducerRouter(publisher: any JobPublisher, logger: Logger) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
-    router.addHealthRoute(service: "producer")
+    router.addMetricsRoute()
+    router.addHealthRoute(service: "producer", checks: [.passes("broker") { try await publisher.ready() }])
     /// Answers 202 only once the broker confirmed the message; 503 when it cannot be published.
     router.post("/internal/v1/jobs") { request, context -> Response in
         let message = try await request.decode(as: JobMessage.self, context: context)

@@ -1,3 +1,4 @@
+import FerryHTTPClient
 import FerryTestSupport
 import Foundation
 import Testing
@@ -120,5 +121,30 @@ struct PipelineTests {
         #expect(text.contains("bundle.missing_code_py"))
         #expect(text.contains("code.py"))
         #expect(try await gina.jobs().jobs.isEmpty)
+    }
+
+    @Test func everyServiceIsReadyAndReportsJobMetricsToPrometheus() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("metrics", on: stack)
+        let job = try await alice.submit(try Bundles.folder("measured", files: ["code.py": "print('hi')\n"], in: work), fileName: "measured.zip")
+        #expect(try await alice.waitUntilFinished(job.id).status == "succeeded")
+        for url in [stack.backendURL, stack.unitURL, stack.consumerURL, stack.frontendURL] {
+            let health = try await stack.client.execute(HTTPRequest(url: url + "/health"))
+            #expect(health.status == 200, "\(url): \(String(decoding: health.body, as: UTF8.self))")
+        }
+        func metrics(_ url: String) async throws -> String {
+            String(decoding: try await stack.client.execute(HTTPRequest(url: url + "/metrics")).body, as: UTF8.self)
+        }
+        // The final event may reach the Backend a moment after the job's status was read.
+        var backend = try await metrics(stack.backendURL)
+        for _ in 0..<20 where !backend.contains("ferry_job_run_seconds_bucket") {
+            try await Task.sleep(for: .milliseconds(250))
+            backend = try await metrics(stack.backendURL)
+        }
+        for name in ["ferry_jobs{status=\"succeeded\"}", "ferry_queue_depth", "ferry_job_wait_seconds_bucket", "ferry_job_run_seconds_bucket",
+                     "ferry_upload_bytes_total", "ferry_uploads_total{result=\"accepted\"}"] {
+            #expect(backend.contains(name), "the Backend's /metrics lacks \(name)")
+        }
+        #expect(try await metrics(stack.unitURL).contains("ferry_environment_cache_total"))
     }
 }

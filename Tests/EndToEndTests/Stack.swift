@@ -15,6 +15,9 @@ final class Stack: Sendable {
     let backendURL: String
     /// The web pages, as a browser reaches them.
     let frontendURL: String
+    /// The stack's one ProcessingUnit and Consumer (their /health and /metrics).
+    let unitURL: String
+    let consumerURL: String
     let client: HTTPClient
     private let services: [RunningService]
     private let vhost: String
@@ -25,10 +28,12 @@ final class Stack: Sendable {
     /// The account the Backend makes an administrator by configuration (`auth.admins`).
     static let administrator = "lab-admin"
 
-    private init(data: TemporaryDirectory, backendURL: String, frontendURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
+    private init(data: TemporaryDirectory, backendURL: String, frontendURL: String, unitURL: String, consumerURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
         self.data = data
         self.backendURL = backendURL
         self.frontendURL = frontendURL
+        self.unitURL = unitURL
+        self.consumerURL = consumerURL
         self.client = client
         self.services = services
         self.vhost = vhost
@@ -64,7 +69,8 @@ final class Stack: Sendable {
             throw error
         }
         return Stack(
-            data: data, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)", client: client, services: services, vhost: vhost
+            data: data, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)",
+            unitURL: "http://127.0.0.1:\(unit)", consumerURL: "http://127.0.0.1:\(consumer)", client: client, services: services, vhost: vhost
         )
     }
 
