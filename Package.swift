@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         // MARK: - Services
@@ -164,6 +165,7 @@ let package = Package(
                 "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient", "FerryBundle", "FerryTestSupport",
                 "Frontend", "Backend", "Producer", "Consumer", "ProcessingUnit", "FerryZipTool",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),

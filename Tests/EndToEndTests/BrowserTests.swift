@@ -4,7 +4,7 @@ import Testing
 
 /// The whole experience in headless Chromium: Tests/Browser/browser_test.py drives the pages of the
 /// test stack with selenium and saves a screenshot of every step to .build/test-artifacts/browser.
-/// scripts/test installs Debian's chromium and chromium-driver and selenium (in .build/browser-venv);
+/// scripts/test installs Debian's chromium and chromium-driver and selenium (in .build/test-venv);
 /// without them this test fails and says what is missing.
 @Suite("Web pages in a real browser", .runningStack)
 struct BrowserTests {
@@ -13,8 +13,8 @@ struct BrowserTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     @Test func aResearcherUploadsWatchesDownloadsAndCancelsInChromium() async throws {
-        let python = ProcessInfo.processInfo.environment["FERRY_TEST_BROWSER_PYTHON"] ?? Self.root + "/.build/browser-venv/bin/python"
-        for (tool, fix) in [(python, "run scripts/test, which makes .build/browser-venv with selenium"), ("/usr/bin/chromium", "apt-get install chromium"), ("/usr/bin/chromedriver", "apt-get install chromium-driver")] {
+        let python = ProcessInfo.processInfo.environment["FERRY_TEST_BROWSER_PYTHON"] ?? Self.root + "/.build/test-venv/bin/python"
+        for (tool, fix) in [(python, "run scripts/test, which makes .build/test-venv with selenium"), ("/usr/bin/chromium", "apt-get install chromium"), ("/usr/bin/chromedriver", "apt-get install chromium-driver")] {
             try #require(FileManager.default.isExecutableFile(atPath: tool), "\(tool) is missing: \(fix)")
         }
         let artifacts = Self.root + "/.build/test-artifacts/browser"

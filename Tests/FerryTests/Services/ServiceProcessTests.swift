@@ -13,16 +13,24 @@ struct ServiceProcessTests {
         ("Consumer", "consumer"), ("ProcessingUnit", "processing-unit"),
     ]
 
+    /// With no broker at its URL, a service that needs one answers 503 and says so; the unit, which
+    /// needs only its volume, is ready.
     @Test(arguments: services.map(\.0))
-    func startsAnswersHealthAndStopsCleanlyOnSIGTERM(executable: String) async throws {
+    func startsAnswersHealthWithItsReadinessAndStopsCleanlyOnSIGTERM(executable: String) async throws {
         let port = try unusedPort()
         let data = try TemporaryDirectory()
-        let service = try RunningService(executable, arguments: ["--http-port", "\(port)", "--data-dir", data.path])
-        let client = HTTPClient(configuration: .init(connectTimeout: .seconds(1), defaultTimeout: .seconds(5)))
+        let noBroker = "amqp://guest:guest@127.0.0.1:\(try unusedPort())/"
+        let service = try RunningService(executable, arguments: ["--http-port", "\(port)", "--data-dir", data.path, "--amqp-url", noBroker])
+        let client = HTTPClient(configuration: .init(connectTimeout: .seconds(1), defaultTimeout: .seconds(10)))
         let health = try await service.waitForHealth(port: port, client: client)
-        #expect(health.status == 200)
+        let body = String(decoding: health.body, as: UTF8.self)
+        if executable == "ProcessingUnit" {
+            #expect(health.status == 200 && body.contains(#""volume":"ok""#), "\(body)")
+        } else {
+            #expect(health.status == 503 && body.contains(#""status":"unavailable""#) && body.contains(#""broker":"#), "\(body)")
+        }
         let expectedName = try #require(Self.services.first { $0.0 == executable }).1
-        #expect(String(decoding: health.body, as: UTF8.self).contains(#""service":"\#(expectedName)""#))
+        #expect(body.contains(#""service":"\#(expectedName)""#))
         try await client.shutdown()
 
         let status = try await service.terminate()
@@ -38,11 +46,12 @@ struct ServiceProcessTests {
         #expect(down.status == 502)
         #expect(String(decoding: down.body, as: UTF8.self).contains("backend.unavailable"))
 
-        let backend = try RunningService("Backend", arguments: ["--http-port", "\(backendPort)", "--data-dir", data.path])
+        // The Backend answers, but without a broker it is not ready: the Frontend says exactly that.
+        let backend = try RunningService("Backend", arguments: ["--http-port", "\(backendPort)", "--data-dir", data.path, "--amqp-url", "amqp://guest:guest@127.0.0.1:\(try unusedPort())/"])
         _ = try await backend.waitForHealth(port: backendPort, client: client)
         let up = try await client.execute(.init(url: "http://127.0.0.1:\(frontendPort)/health"))
-        #expect(up.status == 200)
-        #expect(String(decoding: up.body, as: UTF8.self).contains(#""service":"backend""#))
+        let body = String(decoding: up.body, as: UTF8.self)
+        #expect(up.status == 503 && body.contains(#""service":"backend""#) && body.contains(#""database":"ok""#) && body.contains(#""broker":"#), "\(body)")
         try await client.shutdown()
         #expect(try await frontend.terminate() == 0)
         #expect(try await backend.terminate() == 0)
@@ -51,8 +60,8 @@ struct ServiceProcessTests {
     @Test func readsItsPortFromTheEnvironment() async throws {
         let port = try unusedPort()
         let service = try RunningService("Producer", arguments: [], environment: ["FERRY_HTTP_PORT": "\(port)"])
-        let client = HTTPClient()
-        #expect(try await service.waitForHealth(port: port, client: client).status == 200)
+        let client = HTTPClient(configuration: .init(defaultTimeout: .seconds(10)))
+        #expect(String(decoding: try await service.waitForHealth(port: port, client: client).body, as: UTF8.self).contains(#""service":"producer""#))
         try await client.shutdown()
         #expect(try await service.terminate() == 0)
     }
@@ -60,8 +69,8 @@ struct ServiceProcessTests {
     @Test func commandLineWinsOverTheEnvironment() async throws {
         let port = try unusedPort()
         let service = try RunningService("Consumer", arguments: ["--http-port", "\(port)"], environment: ["FERRY_HTTP_PORT": "1"])
-        let client = HTTPClient()
-        #expect(try await service.waitForHealth(port: port, client: client).status == 200)
+        let client = HTTPClient(configuration: .init(defaultTimeout: .seconds(10)))
+        #expect(String(decoding: try await service.waitForHealth(port: port, client: client).body, as: UTF8.self).contains(#""service":"consumer""#))
         try await client.shutdown()
         #expect(try await service.terminate() == 0)
     }
