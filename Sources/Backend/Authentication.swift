@@ -1,4 +1,3 @@
-import Crypto
 import FerryService
 import Foundation
 import HTTPTypes
@@ -70,25 +69,6 @@ extension User {
         var user = self
         user.isAdmin = isAdmin || admins.contains(username.lowercased())
         return user
-    }
-}
-
-enum Tokens {
-    /// 32 random bytes, hex.
-    static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
-
-    static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
-    /// Compares without stopping at the first difference.
-    static func equal(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 

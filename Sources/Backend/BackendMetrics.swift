@@ -19,7 +19,7 @@ enum BackendMetrics {
     }
 
     /// After an event moved a job: its wait (submitted → running) or run time (running → end).
-    static func jobMoved(to status: JobStatus, times: (submitted: Date, started: Date?, finished: Date?)) {
+    static func jobMoved(to status: JobStatus, times: JobStore.Times) {
         if status == .running, let started = times.started {
             Metrics.Timer(label: "ferry_job_wait_seconds").recordInterval(since: times.submitted, until: started)
         }

@@ -25,13 +25,11 @@ struct EventApplier: Service {
                     try await connection.reject(delivery, requeue: false)
                     continue
                 }
-                let moved = try await store.advance(
+                let moved = try await store.move(
                     event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes, unit: event.unit
                 )
-                if moved, event.status == .running || event.status.isFinal, let times = try? await store.times(of: event.jobID) {
-                    BackendMetrics.jobMoved(to: event.status, times: times)
-                }
-                logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved)"])
+                if let moved { BackendMetrics.jobMoved(to: event.status, times: moved) }
+                logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved != nil)"])
                 try await connection.ack(delivery)
             }
         }

@@ -24,7 +24,9 @@ func buildConsumer(reader: ConfigReader) throws -> some ApplicationProtocol {
     let dispatcher = JobDispatcher(
         jobs: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-jobs"), logger: logger),
         events: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-events"), logger: logger),
-        unitURL: unitURL, slots: UInt16(slots), unitName: unitURL, http: HTTPClient(logger: logger), logger: logger
+        // A thread per transfer: every slot's long poll at once, and room to spare.
+        unitURL: unitURL, slots: UInt16(slots), unitName: unitURL,
+        http: HTTPClient(configuration: .init(maxConcurrentRequests: slots + 4), logger: logger), logger: logger
     )
     let cancels = CancelRelay(
         link: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-control"), logger: logger),

@@ -147,7 +147,7 @@ private let expiredForm = "This form expired or did not come from Ferry's page. 
 /// The login or registration form, with the double-submit token set as a cookie when the browser has none.
 private func accountForm(_ template: String, request: Request, pages: Pages, status: HTTPResponse.Status = .ok, values: [String: Any] = [:]) -> Response {
     let existing = request.cookies[Pages.formCookie]?.value
-    let token = existing.flatMap { $0.count == 64 ? $0 : nil } ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    let token = existing.flatMap { $0.count == 64 ? $0 : nil } ?? Tokens.generate()
     var headers: HTTPFields = [:]
     if token != existing {
         let secure = request.headers[HTTPField.Name("X-Forwarded-Proto")!] == "https"
@@ -160,8 +160,8 @@ private func accountForm(_ template: String, request: Request, pages: Pages, sta
 }
 
 private func formTokenMatches(_ form: AccountForm, _ request: Request) -> Bool {
-    guard let sent = form.csrf, let cookie = request.cookies[Pages.formCookie]?.value, sent.count == 64, cookie.count == 64 else { return false }
-    return zip(sent.utf8, cookie.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    guard let sent = form.csrf, let cookie = request.cookies[Pages.formCookie]?.value, cookie.count == 64 else { return false }
+    return Tokens.equal(sent, cookie)
 }
 
 private func readForm(_ request: Request) async throws -> AccountForm {

@@ -10,7 +10,7 @@ import Testing
 struct BrowserTests {
     var stack: Stack { Stack.current! }
 
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let root = Repository.root
 
     @Test func aResearcherUploadsWatchesDownloadsAndCancelsInChromium() async throws {
         let python = ProcessInfo.processInfo.environment["FERRY_TEST_BROWSER_PYTHON"] ?? Self.root + "/.build/test-venv/bin/python"

@@ -58,7 +58,7 @@ final class PrivateBroker: Sendable {
     private static func shell(_ command: String) async throws -> ChildProcess.Outcome {
         let log = NSTemporaryDirectory() + "ferry-broker-\(UUID().uuidString).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let script = "cd '\(BrowserTests.root)' && source scripts/lib/broker.sh && \(command)"
+        let script = "cd '\(Repository.root)' && source scripts/lib/broker.sh && \(command)"
         let line = "/bin/bash -c \"\(script.replacingOccurrences(of: "\"", with: "\\\""))\" > '\(log)' 2>&1 < /dev/null"
         let status = await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: system(line)) }
@@ -92,6 +92,10 @@ final class SupervisedService: @unchecked Sendable {
     var logs: String { lock.withLock { earlierLogs + current.standardError } }
 
     func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(pid, signal) }
+
+    func waitForHealth(client: HTTPClient) async throws {
+        _ = try await lock.withLock { current }.waitForHealth(port: port, client: client)
+    }
 
     /// Starts the service again if it exited (called every 200 ms by the stack's supervisor).
     func restartIfExited() {
@@ -143,13 +147,27 @@ final class SupervisedStack: Sendable {
             ]))
         }
         self.services = services
-        for service in services { _ = try await RunningServiceHealth.wait(port: service.port, client: client) }
+        for service in services { try await service.waitForHealth(client: client) }
         supervisor = Task { [services] in
             while !Task.isCancelled {
                 for service in services { service.restartIfExited() }
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
+    }
+
+    /// Runs `body` with a new stack and stops it afterwards, also when `body` throws.
+    static func with(
+        brokerPort: Int, units: Int = 2, unitArguments: [String] = [], _ body: (SupervisedStack) async throws -> Void
+    ) async throws {
+        let stack = try await SupervisedStack(brokerPort: brokerPort, units: units, unitArguments: unitArguments)
+        do {
+            try await body(stack)
+        } catch {
+            await stack.stop()
+            throw error
+        }
+        await stack.stop()
     }
 
     func stop() async {
@@ -166,18 +184,6 @@ final class SupervisedStack: Sendable {
         services.filter { $0.name.hasPrefix("unit") }.map { service in
             service.logs.split(separator: "\n").filter { $0.contains("job finished") && $0.contains(jobID) }.count
         }.reduce(0, +)
-    }
-}
-
-enum RunningServiceHealth {
-    static func wait(port: Int, client: HTTPClient, seconds: Double = 30) async throws -> HTTPResponse {
-        let deadline = Date().addingTimeInterval(seconds)
-        var last: (any Error)?
-        while Date() < deadline {
-            do { return try await client.execute(.init(url: "http://127.0.0.1:\(port)/health", timeout: .seconds(2))) } catch { last = error }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw last ?? CancellationError()
     }
 }
 
@@ -225,8 +231,7 @@ struct FaultTests {
     }
 
     @Test func everyAcceptedJobSucceedsOnceThroughCrashesAndABrokerRestart() async throws {
-        let stack = try await SupervisedStack(brokerPort: 5701)
-        do {
+        try await SupervisedStack.with(brokerPort: 5701) { stack in
             let work = try TemporaryDirectory()
             let auth = try await Self.researcher(on: stack)
             // Uploads flow for ~12 s while, one after another, every kind of service is killed and the broker's application stops and starts.
@@ -265,17 +270,12 @@ struct FaultTests {
                 #expect(try await Self.result(id, auth: auth, stack: stack, work: work) == answer, "job \(id)'s result")
                 #expect(stack.completions(of: id) == 1, "job \(id) ran to completion \(stack.completions(of: id)) times")
             }
-        } catch {
-            await stack.stop()
-            throw error
         }
-        await stack.stop()
     }
 
     @Test func aJobThatAlwaysKillsItsUnitIsDeadLetteredAndEndsError() async throws {
         // Without the sandbox a job can reach its unit; this one kills it every time it runs.
-        let stack = try await SupervisedStack(brokerPort: 5702, units: 1, unitArguments: ["--unit-sandbox", "none"])
-        do {
+        try await SupervisedStack.with(brokerPort: 5702, units: 1, unitArguments: ["--unit-sandbox", "none"]) { stack in
             let work = try TemporaryDirectory()
             let auth = try await Self.researcher(on: stack)
             let unitPort = stack.service("unit0").port
@@ -298,16 +298,11 @@ struct FaultTests {
             // An ordinary job after it still runs: the unit came back each time.
             let after = try #require(try await Self.upload("open('output/answer.txt', 'w').write('fine')\n", name: "after", auth: auth, stack: stack, work: work))
             #expect(try await Self.waitForFinal([after.id], auth: auth, stack: stack, seconds: 60)[after.id]?.status == "succeeded")
-        } catch {
-            await stack.stop()
-            throw error
         }
-        await stack.stop()
     }
 
     @Test func sigtermOnABusyUnitLosesNothing() async throws {
-        let stack = try await SupervisedStack(brokerPort: 5703, units: 1, unitArguments: ["--unit-shutdown-grace", "4"])
-        do {
+        try await SupervisedStack.with(brokerPort: 5703, units: 1, unitArguments: ["--unit-shutdown-grace", "4"]) { stack in
             let work = try TemporaryDirectory()
             let auth = try await Self.researcher(on: stack)
             let short = try #require(try await Self.upload("import time\ntime.sleep(2)\nopen('output/answer.txt', 'w').write('short')\n", name: "short", auth: auth, stack: stack, work: work))
@@ -323,11 +318,7 @@ struct FaultTests {
                 #expect(stack.completions(of: id) == 1, "\(answer) ran to completion \(stack.completions(of: id)) times")
             }
             #expect(stack.service("unit0").logs.contains("interrupted by the unit's shutdown"), "the long job should have been interrupted")
-        } catch {
-            await stack.stop()
-            throw error
         }
-        await stack.stop()
     }
 
     static func waitUntil(running ids: [String], auth: [(name: String, value: String)], stack: SupervisedStack) async throws -> Bool {

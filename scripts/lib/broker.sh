@@ -21,6 +21,7 @@ broker_env() {
   export ERL_EPMD_PORT=$((port - 1000))
   export RABBITMQ_MNESIA_BASE="$dir/mnesia"
   export RABBITMQ_LOG_BASE="$dir/log"
+  export ERL_CRASH_DUMP="$dir/log/erl_crash.dump"       # not into whatever folder rabbitmqctl runs in
   export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
   export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"

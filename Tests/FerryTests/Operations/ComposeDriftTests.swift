@@ -7,7 +7,7 @@ import Yams
 /// reads both files, so that one cannot change without the other.
 @Suite("Compose file and scripts/run agree")
 struct ComposeDriftTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let root = Repository.root
 
     /// A service as scripts/run starts it: its executable and the settings it is given.
     struct RunService {
