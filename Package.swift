@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "ProcessingUnit",
             dependencies: [
-                "FerryService", "FerryBundle", "FerryZip",
+                "FerryService", "FerryBundle", "FerryZip", "FerryFiles", "FerrySeccomp",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -108,6 +108,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Walking and removing trees a job wrote: relative to open descriptors, never through a link.
+        .target(name: "FerryFiles", swiftSettings: swiftSettings),
         /// The bundle rules: finding the project, code.py and requirements.txt in an uploaded zip.
         .target(name: "FerryBundle", dependencies: ["FerryZip"], swiftSettings: swiftSettings),
         /// What every service executable shares: configuration, logging, the health route and the run loop.
@@ -135,7 +137,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// Zip archives over libzip: listing from the central directory, capped streaming extraction, creation.
-        .target(name: "FerryZip", dependencies: ["CZip"], swiftSettings: swiftSettings),
+        .target(name: "FerryZip", dependencies: ["CZip", "FerryFiles"], swiftSettings: swiftSettings),
+        /// seccomp filters over libseccomp, compiled to the BPF program bubblewrap loads.
+        .target(name: "FerrySeccomp", dependencies: ["CSeccomp"], swiftSettings: swiftSettings),
         /// HTTP client over libcurl: JSON, streamed files, timeouts, connection reuse.
         .target(
             name: "FerryHTTPClient",
@@ -153,6 +157,7 @@ let package = Package(
         .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
         .systemLibrary(name: "CZip", pkgConfig: "libzip", providers: [.apt(["libzip-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
 
         // MARK: - Tests
 
@@ -162,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "FerryTests",
             dependencies: [
-                "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient", "FerryBundle", "FerryTestSupport",
+                "FerryContracts", "FerryService", "FerryZip", "FerryHTTPClient", "FerryBundle", "FerryTestSupport", "FerryFiles", "FerrySeccomp",
                 "Frontend", "Backend", "Producer", "Consumer", "ProcessingUnit", "FerryZipTool",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),

@@ -30,6 +30,10 @@ struct ChildRun {
     var timeout: Duration?
     /// Called with the pid (also the process group) as soon as the program started.
     var onStart: (@Sendable (pid_t) -> Void)?
+    /// Bytes the program can read from descriptors 3, 4, …, in this order (the sandbox's seccomp
+    /// filter), each from a pipe of its own; at most 64 KiB each (what a pipe holds without a reader).
+    /// Nothing else of the unit's passes: every other descriptor is closed before the program runs.
+    var passing: [[UInt8]] = []
 
     func run() async throws -> Outcome {
         let pid = try spawn()
@@ -78,7 +82,8 @@ struct ChildRun {
         )
     }
 
-    /// posix_spawn with stdout and stderr appended to their files, stdin from /dev/null, a new process group.
+    /// posix_spawn with stdout and stderr appended to their files, stdin from /dev/null, a new process
+    /// group, the descriptors in `passing` as 3, 4, …, and every other descriptor of the unit closed.
     private func spawn() throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -89,6 +94,24 @@ struct ChildRun {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         } else {
             posix_spawn_file_actions_addopen(&actions, 2, standardError, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+        }
+        // Each passed input is a pipe, filled and closed for writing; its read end is placed high
+        // first, so that moving it to 3, 4, … never overwrites one that is still to be placed.
+        var high: [Int32] = []
+        defer { high.forEach { close($0) } }
+        for bytes in passing {
+            high.append(try Self.makePipe(holding: bytes))
+        }
+        for (offset, descriptor) in high.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, descriptor, 3 + Int32(offset))
+        }
+        guard SpawnExtensions.addCloseFrom(&actions, 3 + Int32(high.count)) == 0 else {
+            throw ChildRunError(message: "cannot arrange for the unit's descriptors to be closed")
+        }
+        if let directory {
+            guard SpawnExtensions.addChdir(&actions, directory) == 0 else {
+                throw ChildRunError(message: "cannot arrange the working directory \(directory)")
+            }
         }
 
         var attributes = posix_spawnattr_t()
@@ -103,20 +126,63 @@ struct ChildRun {
         sigfillset(&defaults)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
 
-        // env(1) changes the working directory (Swift's Glibc lacks posix_spawn_file_actions_addchdir_np).
-        let command = directory.map { ["/usr/bin/env", "--chdir=\($0)", "--", executable] } ?? [executable]
-        let argv = (command + arguments).map { strdup($0) } + [nil]
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, envp)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard result == 0 else {
             throw ChildRunError(message: "cannot start \(executable): \(String(cString: strerror(result)))")
         }
         return pid
+    }
+}
+
+extension ChildRun {
+    /// The read end of a new pipe (close-on-exec, at 1000 or above) that holds `bytes` and is closed for writing.
+    fileprivate static func makePipe(holding bytes: [UInt8]) throws -> Int32 {
+        guard bytes.count <= 65_536 else { throw ChildRunError(message: "an input of \(bytes.count) bytes does not fit a pipe") }
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw ChildRunError(message: "cannot create a pipe: \(String(cString: strerror(errno)))") }
+        defer { close(ends[0]) }
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+        let written = bytes.withUnsafeBytes { write(ends[1], $0.baseAddress, $0.count) }
+        close(ends[1])
+        guard written == bytes.count else { throw ChildRunError(message: "cannot fill a pipe: \(String(cString: strerror(errno)))") }
+        let high = fcntl(ends[0], F_DUPFD_CLOEXEC, 1000)
+        guard high >= 0 else { throw ChildRunError(message: "cannot move a pipe: \(String(cString: strerror(errno)))") }
+        return high
+    }
+}
+
+/// glibc's spawn file actions that Swift's Glibc module does not declare (they are GNU extensions,
+/// in glibc since 2.29 and 2.34): found once by name in the C library.
+enum SpawnExtensions {
+    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    private static let chdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
+    private static let closeFrom: AddCloseFrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
+
+    private static func symbol<T>(_ name: String) -> T? {
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name).map { unsafeBitCast($0, to: T.self) }
+    }
+
+    /// Whether this C library can close descriptors and change directories in a spawned child.
+    static var available: Bool { chdir != nil && closeFrom != nil }
+
+    static func addChdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: String) -> Int32 {
+        guard let chdir else { return ENOSYS }
+        return chdir(actions, path)
+    }
+
+    static func addCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ lowest: Int32) -> Int32 {
+        guard let closeFrom else { return ENOSYS }
+        return closeFrom(actions, lowest)
     }
 }
 

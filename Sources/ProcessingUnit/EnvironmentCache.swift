@@ -1,13 +1,22 @@
 import Crypto
+import FerryFiles
 import Foundation
 import Logging
 
 /// Python environments shared by jobs with the same requirements, at `envs/<hash>/`, where the hash
 /// covers the Python version and the requirement lines. A build holds an exclusive lock on
-/// `envs/<hash>.lock`, so two units never build the same environment at once, and is marked ready
-/// only when complete; a half-built one (a crash) is built again.
+/// `envs/<hash>.lock`, so two units never build the same environment at once.
+///
+/// Installing runs a package index's files, so it is contained like a job (`Sandbox.buildCommand`):
+/// as the build user, in a sandbox with network but nothing of Ferry's volume, no other environment
+/// and none of the unit's secrets, in a cgroup with a memory limit, writing only into a staging folder
+/// of its own (seen inside at the environment's final path, which its scripts name) and a download
+/// cache of its own that is thrown away afterwards. Only then does the unit make the environment
+/// root's and read-only, read its package list from the `*.dist-info` metadata, and rename it into
+/// place: it is complete or absent, and no later build, job or package can change it.
 struct EnvironmentCache: Sendable {
     let settings: UnitSettings
+    let sandbox: Sandbox
     let pythonVersion: String
     let logger: Logger
 
@@ -26,23 +35,14 @@ struct EnvironmentCache: Sendable {
         let key = key(for: requirements)
         let directory = settings.environments + "/" + key
         let ready = directory + "/.ferry-ready"
-        if FileManager.default.fileExists(atPath: ready) {
-            return Prepared(python: directory + "/bin/python", directory: directory, cacheHit: true)
-        }
+        let prepared = Prepared(python: directory + "/bin/python", directory: directory, cacheHit: true)
+        if FileManager.default.fileExists(atPath: ready) { return prepared }
         try FileManager.default.createDirectory(atPath: settings.environments, withIntermediateDirectories: true)
         let lock = try await FileLock.acquire(settings.environments + "/" + key + ".lock")
         defer { lock.release() }
-        if FileManager.default.fileExists(atPath: ready) {
-            return Prepared(python: directory + "/bin/python", directory: directory, cacheHit: true)
-        }
-        try? FileManager.default.removeItem(atPath: directory)
-        try await build(directory: directory, requirements: requirements, log: log)
-        let prepared = Prepared(python: directory + "/bin/python", directory: directory, cacheHit: false)
-        // The package list is part of every manifest; an environment never changes, so record it once.
-        let packages = await freeze(prepared)
-        FileManager.default.createFile(atPath: directory + "/.ferry-packages", contents: Data(packages.joined(separator: "\n").utf8))
-        FileManager.default.createFile(atPath: ready, contents: Data(requirements.joined(separator: "\n").utf8))
-        return prepared
+        if FileManager.default.fileExists(atPath: ready) { return prepared }
+        try await build(key: key, into: directory, requirements: requirements, log: log)
+        return Prepared(python: prepared.python, directory: directory, cacheHit: false)
     }
 
     /// The operator's network settings for installing (proxies, CA bundles, pip's and uv's index
@@ -54,33 +54,119 @@ struct EnvironmentCache: Sendable {
         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     ]
 
-    private func build(directory: String, requirements: [String], log: String) async throws {
-        var environment = ProcessInfo.processInfo.environment.filter { Self.installEnvironmentNames.contains($0.key) }
-        environment.merge(["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": settings.environments, "LANG": "C.UTF-8"]) { $1 }
-        func step(_ executable: String, _ arguments: [String]) async throws {
-            let outcome = try await ChildRun(
-                executable: executable, arguments: arguments, directory: settings.environments, environment: environment,
-                standardOutput: log, standardError: log, timeout: .seconds(1800)
-            ).run()
-            guard outcome.exitCode == 0, outcome.signal == nil else {
-                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(1500) ?? ""
-                throw EnvironmentError(message: "installing requirements failed (exit \(outcome.exitCode)):\n\(tail)")
+    /// Of those, the ones that name local files or folders the build must read (certificates, wheel folders).
+    static let installPathNames: Set<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_CERT", "PIP_FIND_LINKS", "UV_FIND_LINKS"]
+
+    private func build(key: String, into directory: String, requirements: [String], log: String) async throws {
+        let operator_ = ProcessInfo.processInfo.environment.filter { Self.installEnvironmentNames.contains($0.key) }
+        var environment = operator_
+        environment.merge([
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+            "UV_CACHE_DIR": "/build/cache", "PIP_CACHE_DIR": "/build/cache", "XDG_CACHE_HOME": "/build/cache",
+            "UV_PYTHON_DOWNLOADS": "never", "PIP_NO_INPUT": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        ]) { $1 }
+        let readOnly = operator_.filter { Self.installPathNames.contains($0.key) }.values
+            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == ":" }).map(String.init) }
+            .filter { $0.hasPrefix("/") }
+
+        // The staging folder: root's, with the environment and the download cache inside, both the build user's.
+        let sandboxed = sandbox.settings.mode == .bubblewrap
+        let staging = settings.environments + "/.build-\(key)-\(UUID().uuidString.prefix(8).lowercased())"
+        let target = sandboxed ? staging + "/env" : directory, cache = staging + "/cache"
+        try await RunWatcher.offPool { Result { try FileTree.remove(directory) } }.get()  // a build that a crash left half done
+        var folders: [(String, mode_t)] = [(staging, 0o711), (cache, 0o700)]
+        if sandboxed { folders.append((target, 0o755)) }
+        for (folder, mode) in folders {
+            guard mkdir(folder, mode) == 0 else { throw EnvironmentError(message: "cannot create \(folder): \(String(cString: strerror(errno)))") }
+            if folder != staging, sandboxed, chown(folder, sandbox.builder.uid, sandbox.builder.gid) != 0 {
+                throw EnvironmentError(message: "cannot give \(folder) to the build user: \(String(cString: strerror(errno)))")
             }
         }
-        let requirementsFile = directory + ".requirements.txt"
-        try Data((requirements.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: requirementsFile))
-        defer { try? FileManager.default.removeItem(atPath: requirementsFile) }
+        defer { _ = try? FileTree.remove(staging) }
+        let cgroup = try sandbox.cgroups.map {
+            try JobCgroup(version: $0, name: "ferry-build-" + (staging as NSString).lastPathComponent, memoryBytes: sandbox.settings.buildMemoryBytes, processes: sandbox.settings.maxProcesses)
+        }
+        defer { cgroup?.killAllAndRemove() }
+
+        let requirementsFile = Data((requirements.joined(separator: "\n") + "\n").utf8)
+        func step(_ program: [String]) async throws {
+            let command = sandbox.buildCommand(
+                program: program, target: (target, directory), cache: cache, readOnly: readOnly,
+                files: [(Array(requirementsFile), "/build/requirements.txt")], cgroup: cgroup
+            )
+            let outcome = try await command.run(environment: environment, standardOutput: log, standardError: log, timeout: .seconds(1800))
+            cgroup?.killAll()  // nothing of a step outlives it
+            guard outcome.exitCode == 0, outcome.signal == nil, !outcome.timedOut else {
+                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(1500) ?? ""
+                let why = cgroup?.oomKilled == true ? "ran out of its \(sandbox.settings.buildMemoryBytes >> 20) MiB of memory" : outcome.timedOut ? "took longer than 30 minutes" : "exit \(outcome.exitCode)"
+                throw EnvironmentError(message: "installing requirements failed (\(why)):\n\(tail)")
+            }
+        }
+        // Inside the sandbox the requirements are /build/requirements.txt; without one, the same file in the cache.
+        let requirementsPath: String
+        if sandboxed {
+            requirementsPath = "/build/requirements.txt"
+        } else {
+            requirementsPath = cache + "/requirements.txt"
+            try requirementsFile.write(to: URL(fileURLWithPath: requirementsPath))
+            environment.merge(["UV_CACHE_DIR": cache, "PIP_CACHE_DIR": cache, "XDG_CACHE_HOME": cache, "HOME": cache, "TMPDIR": cache]) { $1 }
+        }
         let index = settings.packageIndex.map { ["--index-url", $0] } ?? []
         if let uv = settings.uv {
-            try await step(uv, ["venv", "--quiet", "--python", settings.python, directory])
+            try await step([uv, "venv", "--quiet", "--python", settings.python, directory])
             if !requirements.isEmpty {
-                try await step(uv, ["pip", "install", "--quiet", "--no-config", "--python", directory + "/bin/python", "-r", requirementsFile] + index + (settings.allowSourceBuilds ? [] : ["--no-build"]))
+                try await step([uv, "pip", "install", "--quiet", "--no-config", "--python", directory + "/bin/python", "-r", requirementsPath] + index + (settings.allowSourceBuilds ? [] : ["--no-build"]))
             }
         } else {
-            try await step(settings.python, ["-m", "venv", directory])
+            try await step([settings.python, "-m", "venv", directory])
             if !requirements.isEmpty {
-                try await step(directory + "/bin/python", ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirementsFile] + index + (settings.allowSourceBuilds ? [] : ["--only-binary=:all:"]))
+                try await step([directory + "/bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r", requirementsPath] + index + (settings.allowSourceBuilds ? [] : ["--only-binary=:all:"]))
             }
+        }
+
+        // Finished: the unit's from now on, and read-only for everyone else; then its package list, then into place.
+        let packages = try await RunWatcher.offPool {
+            Result {
+                if sandboxed { try Self.seal(target) }
+                let packages = InstalledPackages.read(environment: target)
+                try Self.writeRecord(packages.joined(separator: "\n"), to: target + "/.ferry-packages")
+                try Self.writeRecord(requirements.joined(separator: "\n"), to: target + "/.ferry-ready")
+                if sandboxed, rename(target, directory) != 0 {
+                    throw EnvironmentError(message: "cannot move the new environment into place: \(String(cString: strerror(errno)))")
+                }
+                return packages
+            }
+        }.get()
+        logger.info("environment built", metadata: ["environment": "\(key)", "packages": "\(packages.count)"])
+    }
+
+    /// Gives every file of a finished environment to root and takes away every write, set-id and
+    /// sticky bit, without following a link (the build user made the tree).
+    static func seal(_ folder: String) throws {
+        func seal(_ parent: Int32, _ name: UnsafePointer<CChar>, _ mode: mode_t, isLink: Bool) throws {
+            guard fchownat(parent, name, 0, 0, AT_SYMLINK_NOFOLLOW) == 0 else { throw EnvironmentError(message: "cannot seal the environment: \(String(cString: strerror(errno)))") }
+            if !isLink, fchmodat(parent, name, mode & 0o755, 0) != 0 {
+                throw EnvironmentError(message: "cannot seal the environment: \(String(cString: strerror(errno)))")
+            }
+        }
+        guard chown(folder, 0, 0) == 0, chmod(folder, 0o755) == 0 else { throw EnvironmentError(message: "cannot seal the environment: \(String(cString: strerror(errno)))") }
+        try FileTree.walk(folder) { entry in
+            try (entry.names[entry.names.count - 1] + [0]).withUnsafeBufferPointer { name in
+                try name.withMemoryRebound(to: CChar.self) {
+                    try seal(entry.parent, $0.baseAddress!, entry.info.st_mode & 0o7777, isLink: entry.info.st_mode & S_IFMT == S_IFLNK)
+                }
+            }
+            return .next
+        }
+    }
+
+    private static func writeRecord(_ text: String, to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw EnvironmentError(message: "cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        let bytes = Array(text.utf8)
+        guard write(descriptor, bytes, bytes.count) == bytes.count, fsync(descriptor) == 0 else {
+            throw EnvironmentError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -89,19 +175,8 @@ struct EnvironmentCache: Sendable {
         if let recorded = try? String(contentsOfFile: prepared.directory + "/.ferry-packages", encoding: .utf8) {
             return recorded.split(separator: "\n").map(String.init)
         }
-        return await freeze(prepared)
-    }
-
-    private func freeze(_ prepared: Prepared) async -> [String] {
-        let output = NSTemporaryDirectory() + "ferry-freeze-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: output) }
-        let run: ChildRun = if let uv = settings.uv {
-            ChildRun(executable: uv, arguments: ["pip", "freeze", "--python", prepared.python], directory: "/", environment: ["PATH": "/usr/bin:/bin"], standardOutput: output, standardError: "/dev/null", timeout: .seconds(60))
-        } else {
-            ChildRun(executable: prepared.python, arguments: ["-m", "pip", "freeze"], directory: "/", environment: ["PATH": "/usr/bin:/bin"], standardOutput: output, standardError: "/dev/null", timeout: .seconds(60))
-        }
-        _ = try? await run.run()
-        return ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        let directory = prepared.directory
+        return await RunWatcher.offPool { InstalledPackages.read(environment: directory) }
     }
 }
 

@@ -123,6 +123,14 @@ struct JobCgroup: Sendable {
 
     /// Kills every process in the group (until none is left) and removes the group.
     func killAllAndRemove() {
+        killAll()
+        remove()
+    }
+
+    /// Kills every process in the group, until none is left (a process may fork while it is killed).
+    func killAll() {
+        // cgroup v2 kills a whole group at once, forks included (Linux 5.14 and later).
+        if case .v2 = version { try? Self.write("1", to: folders[0] + "/cgroup.kill") }
         for _ in 0..<100 {
             let pids = processFiles.flatMap { file in
                 ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { pid_t($0) }
@@ -131,7 +139,6 @@ struct JobCgroup: Sendable {
             for pid in pids { kill(pid, SIGKILL) }
             usleep(10_000)
         }
-        remove()
     }
 
     func remove() {

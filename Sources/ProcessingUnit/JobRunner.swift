@@ -1,5 +1,6 @@
 import Crypto
 import FerryBundle
+import FerryFiles
 import FerryContracts
 import FerryZip
 import Foundation
@@ -82,7 +83,7 @@ struct JobRunner: Sendable {
 
         // Preparing: a fresh work folder (a redelivered job starts over), the bundle, the environment.
         let preparing = Date()
-        try? FileManager.default.removeItem(atPath: work)
+        try await RunWatcher.offPool { Result { try FileTree.remove(work) } }.get()
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: stdout, contents: nil)
         FileManager.default.createFile(atPath: stderr, contents: nil)
@@ -127,43 +128,67 @@ struct JobRunner: Sendable {
         let limits = JobSandboxLimits(
             memoryBytes: memoryBytes, cpuSeconds: message.limits.timeLimitSeconds * ProcessInfo.processInfo.activeProcessorCount
         )
-        let command = sandbox.command(python: environment.python, readOnly: [environment.directory], work: work, project: project, limits: limits, cgroup: cgroup)
+        let command = sandbox.jobCommand(python: environment.python, readOnly: [environment.directory], work: work, project: project, limits: limits, cgroup: cgroup)
         let startedAt = Date()
         await registry.update(message.jobID) { $0.status = .running; $0.startedAt = startedAt }
         let dataDirectory = settings.dataDirectory, jobID = message.jobID
-        let watcher = RunWatcher(paths: [work, stdout, stderr], limit: sandbox.settings.maxOutputBytes) {
-            CancelMarker.isCanceled(jobID: jobID, dataDirectory: dataDirectory)
-        }
+        let outputLimits = OutputLimits(bytes: sandbox.settings.maxOutputBytes, files: sandbox.settings.maxOutputFiles)
+        let watcher = RunWatcher(
+            folder: work, logs: [stdout, stderr], limits: outputLimits,
+            isCanceled: { CancelMarker.isCanceled(jobID: jobID, dataDirectory: dataDirectory) },
+            killAll: { cgroup?.killAll() }
+        )
         await registry.setStopper(jobID) { watcher.stop(.canceled) }
         defer { Task { await registry.setStopper(jobID, nil) } }
-        let outcome = try await watcher.watch(while: ChildRun(
-            executable: command.executable, arguments: command.arguments, directory: command.directory,
+        let outcome = try await watcher.watch(while: command.childRun(
             environment: sandbox.environment(for: message.jobID, pythonEnvironment: environment.directory, work: work),
             standardOutput: stdout, standardError: stderr, timeout: .seconds(message.limits.timeLimitSeconds)
         ))
         try Task.checkCancellation()  // interrupted by shutdown: the outcome is not the job's own
+        // Nothing of the job runs any more before its output is looked at and zipped: no process of
+        // it can swap a file for a link while the unit reads.
+        await RunWatcher.offPool { cgroup?.killAll() }
         manifest.runningSeconds = Date().timeIntervalSince(startedAt)
         manifest.peakMemoryBytes = cgroup?.peakBytes ?? outcome.maxResidentBytes
         // wait4 sees the CPU time of the processes the unit itself waited for: the whole job when it
         // runs directly, but not what runs inside bubblewrap's PID namespace; no figure beats a wrong one.
         let measuresCPU = sandbox.settings.mode == .none
         manifest.cpuSeconds = measuresCPU ? outcome.cpuSeconds : nil
-        // Read before the deferred removal of the group, which also ends anything of the job left.
+        // Read before the deferred removal of the group.
         let outOfMemory = cgroup?.oomKilled == true
+        // What the job wrote in its last second counts too.
+        let overOutput: OutputLimits.Exceeded?
+        if case .output(let exceeded) = watcher.stopReason {
+            overOutput = exceeded
+        } else {
+            overOutput = await RunWatcher.offPool { watcher.measure() }.exceeded(outputLimits)
+        }
 
-        // The result: output/ as it is, whatever the outcome, so partial output is kept. Only an
-        // output folder that really is inside the work folder counts (the job may have replaced it
-        // with a symbolic link to elsewhere); inside it, links and special files are skipped.
+        // The result: output/ as it is, whatever the outcome, so partial output is kept, up to the
+        // output limits. Only an output folder that really is inside the work folder counts (the job
+        // may have replaced it with a symbolic link to elsewhere); inside it, links and special files
+        // are skipped and nothing is ever followed.
         let result = settings.results + "/" + message.jobID + ".zip"
         var resultBytes: Int64?
         if !FileManager.default.fileExists(atPath: result) {  // a finished result is never overwritten
             try FileManager.default.createDirectory(atPath: settings.results, withIntermediateDirectories: true)
             let output = Self.contained(project + "/output", in: work) ?? NSTemporaryDirectory() + "ferry-empty-\(message.jobID)"
-            let summary = try await NIOThreadPool.singleton.runIfActive {
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                return try ZipWriter.archive(folder: output, to: result)
+            let archiveLimits = ZipArchiveLimits(maxEntries: outputLimits.files, maxDepth: outputLimits.depth)
+            let archived = await RunWatcher.offPool {
+                Result {
+                    try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                    return try ZipWriter.archive(folder: output, to: result, limits: archiveLimits)
+                }
             }
-            resultBytes = Int64(summary.archiveBytes)
+            switch archived {
+            case .success(let summary):
+                resultBytes = Int64(summary.archiveBytes)
+            case .failure(let error) where overOutput != nil:
+                // The job's own excess: it ends killed for its output, without a result.
+                logger.warning("the output of a job over its limits could not be zipped", metadata: ["error": "\(error)"])
+            case .failure(let error):
+                throw error
+            }
         } else {
             resultBytes = (try? FileManager.default.attributesOfItem(atPath: result)[.size] as? NSNumber)??.int64Value
         }
@@ -181,9 +206,13 @@ struct JobRunner: Sendable {
         } else if outOfMemory {
             state.status = .killed
             state.reason = "The job used more memory than its limit of \(message.limits.memoryLimitMiB) MiB and was stopped. Ask for a higher memoryLimit or use less memory."
-        } else if watcher.stopReason == .outputLimit || RunWatcher.anyFile(in: [work, stdout, stderr], reaches: sandbox.settings.maxOutputBytes) {
+        } else if let overOutput {
             state.status = .killed
-            state.reason = "The job wrote more than the output size limit of \(outputLimit) (files and logs together, or one file) and was stopped."
+            state.reason = switch overOutput {
+            case .bytes: "The job wrote more than the output size limit of \(outputLimit) (files and logs together, or one file) and was stopped."
+            case .files: "The job created more than \(outputLimits.files) files and folders, the output limit, and was stopped. Write fewer, larger files (or an archive)."
+            case .depth: "The job made folders more than \(outputLimits.depth) levels deep, beyond the output limit, and was stopped."
+            }
         } else if signal == SIGXCPU || (measuresCPU && outcome.cpuSeconds >= Double(limits.cpuSeconds)) {
             state.status = .killed
             state.reason = "The job used more than its CPU time limit of \(limits.cpuSeconds) s and was stopped."
@@ -225,8 +254,13 @@ struct JobRunner: Sendable {
 
     /// Gives the job user the extracted work folder (never following links; extraction refuses them).
     static func changeOwner(of folder: String, to user: (uid: uid_t, gid: gid_t)) throws {
-        try FileTree.walk(folder) { path, _ in
-            guard lchown(path, user.uid, user.gid) == 0 else { throw ChildRunError(message: "cannot give \(path) to the job user: \(String(cString: strerror(errno)))") }
+        guard lchown(folder, user.uid, user.gid) == 0 else { throw ChildRunError(message: "cannot give the work folder to the job user: \(String(cString: strerror(errno)))") }
+        try FileTree.walk(folder) { entry in
+            let changed = (entry.names[entry.names.count - 1] + [0]).withUnsafeBufferPointer { name in
+                name.withMemoryRebound(to: CChar.self) { fchownat(entry.parent, $0.baseAddress!, user.uid, user.gid, AT_SYMLINK_NOFOLLOW) }
+            }
+            guard changed == 0 else { throw ChildRunError(message: "cannot give \(entry.relativePath) to the job user: \(String(cString: strerror(errno)))") }
+            return .next
         }
     }
 

@@ -32,15 +32,23 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
             .map { ($0 as NSString).deletingLastPathComponent + "/uv" }
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
+    if sandboxSettings.mode == .bubblewrap, let uv = settings.uv, !uv.hasPrefix("/usr/") {
+        // Builds see /usr and nothing else of the unit's file system.
+        guard reader.string(forKey: "python.uv", default: "auto") == "auto" else {
+            throw ConfigurationError(key: "python.uv", message: "\(uv) is outside /usr, where sandboxed builds cannot run it; install uv under /usr (python3 -m pip install --break-system-packages uv puts it in /usr/local/bin), or use off")
+        }
+        logger.warning("uv at \(uv) is outside /usr, where sandboxed builds cannot run it; environments are built with venv + pip (install uv in /usr/local/bin for faster builds)")
+        settings.uv = nil
+    }
     let sandbox = try await Sandbox.prepare(sandboxSettings, python: python, dataDirectory: settings.dataDirectory)
     if sandbox.settings.mode == .none {
         logger.warning("unit.sandbox=none: jobs run as Ferry's own user with network and access to Ferry's files; use this only where every user is trusted")
     } else {
-        logger.info("jobs run sandboxed: user \(sandbox.settings.jobUser), bubblewrap, cgroups \(sandbox.cgroups.map { "\($0)" } ?? "none")")
+        logger.info("jobs run sandboxed: user \(sandbox.settings.jobUser), builds as \(sandbox.settings.buildUser), bubblewrap with seccomp, cgroups \(sandbox.cgroups.map { "\($0)" } ?? "none")")
     }
     logger.info("python \(pythonVersion) at \(python), environments with \(settings.uv ?? "venv + pip")")
     let registry = RunRegistry()
-    let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
+    let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, sandbox: sandbox, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
     let grace = reader.int(forKey: "unit.shutdown-grace", default: 30)
     guard grace >= 0 else { throw ConfigurationError(key: "unit.shutdown-grace", message: "\(grace) s; use 0 or more seconds") }
     let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace))

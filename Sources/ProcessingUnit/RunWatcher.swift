@@ -1,30 +1,92 @@
+import FerryFiles
 import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Watches a running job and ends it early when it must stop: every second it adds up the disk space
-/// of the job's work folder and logs (over the output limit: stopped) and looks for the job's cancel
-/// marker; `stop(_:)` ends it at once (a cancel request from the Consumer). Ending means SIGKILL to
-/// the job's process group; the job's cgroup takes the rest when the run is cleaned up. (Each single
-/// file is also capped by RLIMIT_FSIZE, so a fast writer cannot fill the disk between two looks.)
+/// What a job may leave in its work folder and logs: bytes on disk (and any single file), files and
+/// folders, and folder depth. The unit walks the tree relative to open descriptors, so no tree can
+/// hide from the count, and a result or a removal never meets a path it cannot handle.
+struct OutputLimits: Sendable, Equatable {
+    var bytes: UInt64
+    var files: Int
+    /// Folder levels below the work folder; the walk holds one descriptor per level.
+    var depth: Int = OutputLimits.defaultDepth
+
+    static let defaultDepth = 100
+
+    /// Which limit a job's output went past.
+    enum Exceeded: Sendable, Equatable {
+        case bytes, files, depth
+    }
+}
+
+/// What a job's files use, as one walk measured it.
+struct OutputUsage: Sendable, Equatable {
+    var allocatedBytes: UInt64 = 0
+    var largestFile: UInt64 = 0
+    /// Files and folders; the walk stops counting just past the limit.
+    var entries = 0
+    var deepest = 0
+
+    /// Measures `folder` (walked) and `files` (the logs), stopping early once past the limits.
+    static func measure(folder: String, files: [String], limits: OutputLimits) -> OutputUsage {
+        var usage = OutputUsage()
+        for file in files {
+            var info = stat()
+            if lstat(file, &info) == 0 { usage.add(info) }
+        }
+        _ = try? FileTree.walk(folder, maxDepth: limits.depth + 1) { entry in
+            usage.entries += 1
+            usage.deepest = max(usage.deepest, entry.depth)
+            usage.add(entry.info)
+            return usage.exceeded(limits) == nil ? .next : .stop
+        }
+        return usage
+    }
+
+    private mutating func add(_ info: stat) {
+        allocatedBytes += UInt64(max(0, info.st_blocks)) * 512
+        if info.st_mode & S_IFMT == S_IFREG { largestFile = max(largestFile, UInt64(max(0, info.st_size))) }
+    }
+
+    /// The first limit this usage goes past, if any (a file that reached the byte limit counts: RLIMIT_FSIZE stopped it there).
+    func exceeded(_ limits: OutputLimits) -> OutputLimits.Exceeded? {
+        if allocatedBytes > limits.bytes || largestFile >= limits.bytes { return .bytes }
+        if entries > limits.files { return .files }
+        if deepest > limits.depth { return .depth }
+        return nil
+    }
+}
+
+/// Watches a running job and ends it early when it must stop: it measures the job's work folder and
+/// logs against the output limits (once a second, or less often when a walk takes long) and looks for
+/// the job's cancel marker; `stop(_:)` ends it at once (a cancel request from the Consumer). Ending
+/// means SIGKILL to the job's process group and to its cgroup; the job's cgroup takes the rest when
+/// the run is cleaned up. (Each single file is also capped by RLIMIT_FSIZE, so a fast writer cannot
+/// fill the disk between two looks.)
 final class RunWatcher: Sendable {
     enum StopReason: Sendable, Equatable {
-        case outputLimit
+        case output(OutputLimits.Exceeded)
         case canceled
     }
 
-    let paths: [String]
-    let limit: UInt64
+    let folder: String
+    let logs: [String]
+    let limits: OutputLimits
     let isCanceled: @Sendable () -> Bool
+    /// Kills everything of the job at once (its cgroup), besides its process group.
+    let killAll: @Sendable () -> Void
     private let reason = Mutex<StopReason?>(nil)
     private let pid = Atomic<pid_t>(0)
 
-    init(paths: [String], limit: UInt64, isCanceled: @escaping @Sendable () -> Bool = { false }) {
-        self.paths = paths
-        self.limit = limit
+    init(folder: String, logs: [String], limits: OutputLimits, isCanceled: @escaping @Sendable () -> Bool = { false }, killAll: @escaping @Sendable () -> Void = {}) {
+        self.folder = folder
+        self.logs = logs
+        self.limits = limits
         self.isCanceled = isCanceled
+        self.killAll = killAll
     }
 
     /// Why the watcher stopped the job, if it did.
@@ -35,6 +97,12 @@ final class RunWatcher: Sendable {
         reason.withLock { if $0 == nil { $0 = why } }
         let target = pid.load(ordering: .relaxed)
         if target > 0 { kill(-target, SIGKILL) }
+        killAll()
+    }
+
+    /// Measures the job's files now (also once it ended, to catch what it wrote after the last look).
+    func measure() -> OutputUsage {
+        OutputUsage.measure(folder: folder, files: logs, limits: limits)
     }
 
     func watch(while run: ChildRun) async throws -> ChildRun.Outcome {
@@ -47,15 +115,21 @@ final class RunWatcher: Sendable {
         return try await withThrowingTaskGroup(of: ChildRun.Outcome?.self) { group in
             group.addTask { try await started.run() }
             group.addTask { [self] in
+                var pause = Duration.seconds(1)
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
+                    try? await Task.sleep(for: pause)
                     if Task.isCancelled { break }
                     if isCanceled() {
                         stop(.canceled)
                         break
                     }
-                    if Self.usage(of: paths).allocated > limit {
-                        stop(.outputLimit)
+                    // The walk blocks: it runs on a thread of its own, and the next one waits at
+                    // least three times as long as this one took, so a huge tree cannot keep a core busy.
+                    let began = ContinuousClock.now
+                    let usage = await Self.offPool { [self] in measure() }
+                    pause = max(.seconds(1), (ContinuousClock.now - began) * 3)
+                    if let exceeded = usage.exceeded(limits) {
+                        stop(.output(exceeded))
                         break
                     }
                 }
@@ -72,23 +146,10 @@ final class RunWatcher: Sendable {
         }
     }
 
-    /// Bytes allocated on disk by the files under `paths`, and the size of the largest file (links
-    /// are not followed), in one walk.
-    static func usage(of paths: [String]) -> (allocated: UInt64, largestFile: UInt64) {
-        var allocated: UInt64 = 0, largest: UInt64 = 0
-        for path in paths {
-            FileTree.walk(path) { _, info in
-                allocated += UInt64(info.st_blocks) * 512
-                largest = max(largest, UInt64(info.st_size))
-            }
+    /// Runs blocking file work on a thread of its own, never on the cooperative pool.
+    static func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: work()) }
         }
-        return (allocated, largest)
-    }
-
-    /// Whether the files under `paths` together, or one of them (RLIMIT_FSIZE stopped it there),
-    /// reached `limit`.
-    static func anyFile(in paths: [String], reaches limit: UInt64) -> Bool {
-        let usage = usage(of: paths)
-        return usage.largestFile >= limit || usage.allocated > limit
     }
 }

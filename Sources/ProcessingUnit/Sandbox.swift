@@ -8,12 +8,14 @@ import Glibc
 /// How `code.py` is contained. With `bubblewrap` (the default) every job runs:
 /// - as the unprivileged job user (`unit.job-user`, default `ferry-job`), never as Ferry's own user,
 ///   with no capabilities and `no_new_privs` (setpriv);
-/// - in new user, mount, PID, network, IPC and UTS namespaces (bubblewrap): no network at all (only
-///   its own empty loopback), its own process tree, and a file system of `/usr` read-only, its
-///   environment read-only, a private size-limited `/tmp` and its own work folder, nothing else of
-///   the volume (other jobs, the database, configuration);
+/// - in new user, mount, PID, network, IPC and UTS namespaces (bubblewrap), with no way to make
+///   namespaces of its own (`--disable-userns`, and the seccomp filter of `SyscallPolicy`): no network
+///   at all (only its own empty loopback), its own process tree, and a file system of `/usr`
+///   read-only, its environment read-only, a private size-limited `/tmp` and its own work folder,
+///   nothing else of the volume (other jobs, the database, configuration);
 /// - in a cgroup of its own with its memory and process-count limits, and with rlimits for CPU time
-///   and file size (prlimit); its output is watched against the output limit while it runs.
+///   and file size (prlimit); its output is watched against the output limits while it runs.
+/// Installing requirements runs the same way as the build user (`unit.build-user`), with network.
 /// `none` runs jobs as the unit's own user without any of this; the operator must opt in to it and
 /// every job logs a warning.
 struct SandboxSettings: Sendable {
@@ -21,18 +23,30 @@ struct SandboxSettings: Sendable {
 
     var mode: Mode
     var jobUser: String
+    /// The user environments are built as: not the job user, so that no job can touch a build.
+    var buildUser: String
     /// Processes (and threads) a job may have at once.
     var maxProcesses: Int
     /// Bytes a job may write: its work folder and its logs together, and any single file.
     var maxOutputBytes: UInt64
+    /// Files and folders a job may create in its work folder.
+    var maxOutputFiles: Int
+    /// Memory an environment build may use.
+    var buildMemoryBytes: UInt64
     /// Folders the interpreter lives in outside /usr (a pyenv or uv Python), bound read-only.
     var pythonPrefix: String?
 
-    init(mode: Mode = .none, jobUser: String = "ferry-job", maxProcesses: Int = 256, maxOutputBytes: UInt64 = 10 << 30, pythonPrefix: String? = nil) {
+    init(
+        mode: Mode = .none, jobUser: String = "ferry-job", buildUser: String = "ferry-build", maxProcesses: Int = 256,
+        maxOutputBytes: UInt64 = 10 << 30, maxOutputFiles: Int = 100_000, buildMemoryBytes: UInt64 = 4 << 30, pythonPrefix: String? = nil
+    ) {
         self.mode = mode
         self.jobUser = jobUser
+        self.buildUser = buildUser
         self.maxProcesses = maxProcesses
         self.maxOutputBytes = maxOutputBytes
+        self.maxOutputFiles = maxOutputFiles
+        self.buildMemoryBytes = buildMemoryBytes
         self.pythonPrefix = pythonPrefix
     }
 
@@ -41,29 +55,44 @@ struct SandboxSettings: Sendable {
         guard let mode = Mode(rawValue: name) else {
             throw ConfigurationError(key: "unit.sandbox", message: "\(name) is not a sandbox; use bubblewrap, or none to run jobs without isolation")
         }
+        let outputMiB = reader.int(forKey: "unit.max-output-mib", default: 10_240)
+        let buildMiB = reader.int(forKey: "unit.build-memory-mib", default: 4096)
+        guard outputMiB >= 1 else { throw ConfigurationError(key: "unit.max-output-mib", message: "\(outputMiB); use 1 MiB or more") }
+        guard buildMiB >= 256 else { throw ConfigurationError(key: "unit.build-memory-mib", message: "\(buildMiB); installing needs 256 MiB or more") }
         self.init(
             mode: mode, jobUser: reader.string(forKey: "unit.job-user", default: "ferry-job"),
+            buildUser: reader.string(forKey: "unit.build-user", default: "ferry-build"),
             maxProcesses: reader.int(forKey: "unit.max-processes", default: 256),
-            maxOutputBytes: UInt64(reader.int(forKey: "unit.max-output-mib", default: 10_240)) << 20
+            maxOutputBytes: UInt64(outputMiB) << 20,
+            maxOutputFiles: reader.int(forKey: "unit.max-output-files", default: 100_000),
+            buildMemoryBytes: UInt64(buildMiB) << 20
         )
         guard maxProcesses >= 8 else { throw ConfigurationError(key: "unit.max-processes", message: "\(maxProcesses) is too few for Python; use 8 or more") }
-        guard maxOutputBytes >= 1 << 20 else { throw ConfigurationError(key: "unit.max-output-mib", message: "use 1 MiB or more") }
+        guard maxOutputFiles >= 16 else { throw ConfigurationError(key: "unit.max-output-files", message: "\(maxOutputFiles); use 16 or more") }
+        guard jobUser != buildUser else { throw ConfigurationError(key: "unit.build-user", message: "\(buildUser) is also the job user; builds need a user of their own") }
     }
 }
 
-/// The sandbox, checked once at start: the tools, the job user and the cgroups it needs.
+/// The sandbox, checked once at start: the tools, the job and build users, the cgroups and the
+/// seccomp filter it needs.
 struct Sandbox: Sendable {
     static let bubblewrap = "/usr/bin/bwrap", setpriv = "/usr/bin/setpriv", prlimit = "/usr/bin/prlimit"
+    typealias Account = (uid: uid_t, gid: gid_t)
 
     let settings: SandboxSettings
-    let user: (uid: uid_t, gid: gid_t)
+    /// Who jobs run as.
+    let user: Account
+    /// Who environments are built as.
+    let builder: Account
     let cgroups: JobCgroup.Version?
+    /// The compiled seccomp filter (`SyscallPolicy`), read by bubblewrap from descriptor 3.
+    let syscallFilter: [UInt8]
 
     /// Checks that jobs can be contained, or throws a `ConfigurationError` that says what is missing
     /// and how to fix it (the unit then refuses to start).
     static func prepare(_ settings: SandboxSettings, python: String, dataDirectory: String) async throws -> Sandbox {
         guard settings.mode == .bubblewrap else {
-            return Sandbox(settings: settings, user: (getuid(), getgid()), cgroups: nil)
+            return Sandbox(settings: settings, user: (getuid(), getgid()), builder: (getuid(), getgid()), cgroups: nil, syscallFilter: [])
         }
         let optOut = "or set FERRY_UNIT_SANDBOX=none to run jobs without isolation (only where every user is trusted)"
         for tool in [bubblewrap, setpriv, prlimit] where !FileManager.default.isExecutableFile(atPath: tool) {
@@ -72,12 +101,13 @@ struct Sandbox: Sendable {
         guard geteuid() == 0 else {
             throw ConfigurationError(key: "unit.sandbox", message: "the processing unit must run as root to start jobs as the job user \(settings.jobUser) and to limit them with cgroups, \(optOut)")
         }
-        guard let entry = getpwnam(settings.jobUser) else {
-            throw ConfigurationError(key: "unit.job-user", message: "the user \(settings.jobUser) does not exist; create it (useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \(settings.jobUser)), \(optOut)")
+        guard SpawnExtensions.available else {
+            throw ConfigurationError(key: "unit.sandbox", message: "this C library cannot close the unit's descriptors in a job (glibc 2.34 or later is needed), \(optOut)")
         }
-        let user = (entry.pointee.pw_uid, entry.pointee.pw_gid)
-        guard user.0 != 0, user.0 != getuid() else {
-            throw ConfigurationError(key: "unit.job-user", message: "\(settings.jobUser) is Ferry's own user or root; jobs need a user of their own")
+        let user = try account(settings.jobUser, key: "unit.job-user", optOut: optOut)
+        let builder = try account(settings.buildUser, key: "unit.build-user", optOut: optOut)
+        guard user.uid != builder.uid else {
+            throw ConfigurationError(key: "unit.build-user", message: "\(settings.buildUser) and the job user \(settings.jobUser) are the same account; builds need one of their own")
         }
         let cgroups: JobCgroup.Version
         switch JobCgroup.detect() {
@@ -85,9 +115,26 @@ struct Sandbox: Sendable {
         case .failure(let error):
             throw ConfigurationError(key: "unit.sandbox", message: "jobs cannot be limited: \(error); run the unit as root with cgroups mounted (in a container: a writable cgroup), \(optOut)")
         }
-        let sandbox = Sandbox(settings: settings, user: user, cgroups: cgroups)
+        let filter: [UInt8]
+        do {
+            filter = try SyscallPolicy.compile()
+        } catch {
+            throw ConfigurationError(key: "unit.sandbox", message: "the seccomp filter for jobs cannot be built: \(error), \(optOut)")
+        }
+        let sandbox = Sandbox(settings: settings, user: user, builder: builder, cgroups: cgroups, syscallFilter: filter)
         try await sandbox.probe(python: python, dataDirectory: dataDirectory, optOut: optOut)
         return sandbox
+    }
+
+    private static func account(_ name: String, key: String, optOut: String) throws -> Account {
+        guard let entry = getpwnam(name) else {
+            throw ConfigurationError(key: key, message: "the user \(name) does not exist; create it (useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \(name)), \(optOut)")
+        }
+        let account = (entry.pointee.pw_uid, entry.pointee.pw_gid)
+        guard account.0 != 0, account.0 != getuid() else {
+            throw ConfigurationError(key: key, message: "\(name) is Ferry's own user or root; the sandbox needs an unprivileged user of its own")
+        }
+        return account
     }
 
     /// Runs Python once in the sandbox, as a job would run, so that a unit that cannot contain its
@@ -102,14 +149,11 @@ struct Sandbox: Sendable {
         }
         let log = dataDirectory + "/jobs/.sandbox-probe-\(getpid()).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
-        let command = command(
+        let command = jobCommand(
             python: python, arguments: ["-c", "import os; print('sandbox ok', os.getuid())"], readOnly: [], work: work, project: work,
             limits: JobSandboxLimits(memoryBytes: 256 << 20, cpuSeconds: 30), cgroup: nil
         )
-        let outcome = try await ChildRun(
-            executable: command.executable, arguments: command.arguments, directory: command.directory,
-            environment: ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"], standardOutput: log, standardError: log, timeout: .seconds(30)
-        ).run()
+        let outcome = try await command.run(environment: ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"], standardOutput: log, standardError: log, timeout: .seconds(30))
         let output = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard outcome.exitCode == 0, output == "sandbox ok \(user.uid)" else {
             throw ConfigurationError(
@@ -122,40 +166,82 @@ struct Sandbox: Sendable {
     /// The program and arguments that run `python code.py` for a job, contained as described above.
     /// `project` is the job's project folder inside `work`; `cgroup` is the job's group.
     /// `readOnly` folders are bound at their own paths (the job's Python environment).
-    func command(
+    func jobCommand(
         python: String, arguments: [String] = ["code.py"], readOnly: [String], work: String, project: String, limits: JobSandboxLimits, cgroup: JobCgroup?
-    ) -> (executable: String, arguments: [String], directory: String?) {
+    ) -> SandboxedCommand {
         guard settings.mode == .bubblewrap else {
-            return (python, arguments, project)
+            return SandboxedCommand(executable: python, arguments: arguments, directory: project, passing: [])
         }
         // Inside the sandbox the work folder is /job, so paths say nothing about the host.
         let inside = "/job" + project.dropFirst(work.count)
-        var bwrap = [
-            Self.bubblewrap, "--unshare-all", "--die-with-parent", "--new-session",
+        var bwrap = baseArguments(network: false, tmpBytes: limits.memoryBytes)
+        for folder in readOnly { bwrap += ["--ro-bind", folder, folder] }
+        bwrap += pythonBinds
+        bwrap += ["--bind", work, "/job", "--chdir", inside, "--", python] + arguments
+        return launch(as: user, cpuSeconds: limits.cpuSeconds, fileBytes: settings.maxOutputBytes, bwrap: bwrap, cgroup: cgroup)
+    }
+
+    /// The program that builds an environment: `program` as the build user with network, in a file
+    /// system of `/usr`, the network's configuration, `readOnly` (certificates, local wheel folders)
+    /// and only two writable folders: `target.host`, seen at `target.inside` (where the environment
+    /// will live, since its scripts name their interpreter by path), and a private download cache at
+    /// `/build/cache`. Nothing of Ferry's volume, no other environment and none of the unit's secrets
+    /// are there. `files` are placed read-only at their paths inside.
+    func buildCommand(
+        program: [String], target: (host: String, inside: String), cache: String, readOnly: [String], files: [(bytes: [UInt8], path: String)] = [], cgroup: JobCgroup?
+    ) -> SandboxedCommand {
+        guard settings.mode == .bubblewrap else {
+            return SandboxedCommand(executable: program[0], arguments: Array(program.dropFirst()), directory: "/", passing: [])
+        }
+        var bwrap = baseArguments(network: true, tmpBytes: 1 << 30)
+        for file in ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/pki"] {
+            bwrap += ["--ro-bind-try", file, file]
+        }
+        for path in readOnly where !path.hasPrefix("/usr/") && !path.hasPrefix("/etc/ssl/") {
+            bwrap += ["--ro-bind-try", path, path]
+        }
+        bwrap += pythonBinds
+        bwrap += ["--bind", target.host, target.inside, "--bind", cache, "/build/cache"]
+        // Descriptor 3 is the seccomp filter; the files follow it.
+        for (offset, file) in files.enumerated() { bwrap += ["--ro-bind-data", "\(4 + offset)", file.path] }
+        bwrap += ["--chdir", "/tmp", "--"] + program
+        var command = launch(as: builder, cpuSeconds: 3 * 3600, fileBytes: 8 << 30, bwrap: bwrap, cgroup: cgroup)
+        command.passing += files.map(\.bytes)
+        return command
+    }
+
+    /// What every sandbox shares: every namespace new (the network's only for builds), no way to
+    /// make more, the seccomp filter, `/usr` read-only, a private `/proc`, `/dev` and `/tmp`.
+    private func baseArguments(network: Bool, tmpBytes: UInt64) -> [String] {
+        [Self.bubblewrap, "--unshare-all", "--unshare-user"] + (network ? ["--share-net"] : []) + [
+            "--disable-userns", "--die-with-parent", "--new-session", "--seccomp", "3",
             "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
             "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--ro-bind-try", "/etc/localtime", "/etc/localtime",
             "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
             "--proc", "/proc", "--dev", "/dev",
-            "--size", "\(limits.memoryBytes)", "--tmpfs", "/tmp",
+            "--size", "\(tmpBytes)", "--tmpfs", "/tmp",
         ]
-        for folder in readOnly { bwrap += ["--ro-bind", folder, folder] }
-        if let prefix = settings.pythonPrefix, prefix != "/usr", !prefix.hasPrefix("/usr/") {
-            bwrap += ["--ro-bind", prefix, prefix]
-        }
-        bwrap += ["--bind", work, "/job", "--chdir", inside, "--", python] + arguments
+    }
+
+    /// The interpreter's own folder when it lives outside /usr.
+    private var pythonBinds: [String] {
+        guard let prefix = settings.pythonPrefix, prefix != "/usr", !prefix.hasPrefix("/usr/") else { return [] }
+        return ["--ro-bind", prefix, prefix]
+    }
+
+    /// The launcher: joins the cgroup before anything else runs, sets the rlimits, becomes `account`
+    /// without capabilities, then starts bubblewrap with the seccomp filter on descriptor 3.
+    private func launch(as account: Account, cpuSeconds: Int, fileBytes: UInt64, bwrap: [String], cgroup: JobCgroup?) -> SandboxedCommand {
         let setpriv = [
-            Self.setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "--no-new-privs",
+            Self.setpriv, "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--no-new-privs",
             "--inh-caps=-all", "--bounding-set=-all", "--",
         ]
         // CPU seconds per process: SIGXCPU at the soft limit, SIGKILL a little later.
-        let prlimit = [
-            Self.prlimit, "--cpu=\(limits.cpuSeconds):\(limits.cpuSeconds + 5)", "--fsize=\(settings.maxOutputBytes)", "--core=0", "--",
-        ]
-        // The launcher joins the job's cgroup before anything of the job runs, then becomes the job.
+        let prlimit = [Self.prlimit, "--cpu=\(cpuSeconds):\(cpuSeconds + 5)", "--fsize=\(fileBytes)", "--core=0", "--"]
         let join = cgroup?.processFiles ?? []
         let script = #"for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@""#
-        return ("/bin/sh", ["-c", script, "ferry-job"] + join + ["--"] + prlimit + setpriv + bwrap, nil)
+        return SandboxedCommand(executable: "/bin/sh", arguments: ["-c", script, "ferry-sandbox"] + join + ["--"] + prlimit + setpriv + bwrap, directory: "/", passing: [syscallFilter])
     }
 
     /// The environment of `code.py`: nothing of the unit's own.
@@ -170,6 +256,27 @@ struct Sandbox: Sendable {
     }
 }
 
+/// A program the sandbox prepared, with what it must be handed (the seccomp filter on descriptor 3).
+struct SandboxedCommand: Sendable {
+    var executable: String
+    var arguments: [String]
+    var directory: String?
+    var passing: [[UInt8]]
+
+    func childRun(environment: [String: String], standardOutput: String, standardError: String, timeout: Duration?) -> ChildRun {
+        var run = ChildRun(
+            executable: executable, arguments: arguments, directory: directory, environment: environment,
+            standardOutput: standardOutput, standardError: standardError, timeout: timeout
+        )
+        run.passing = passing
+        return run
+    }
+
+    func run(environment: [String: String], standardOutput: String, standardError: String, timeout: Duration?) async throws -> ChildRun.Outcome {
+        try await childRun(environment: environment, standardOutput: standardOutput, standardError: standardError, timeout: timeout).run()
+    }
+}
+
 /// The limits of one job as the sandbox applies them.
 struct JobSandboxLimits: Sendable {
     var memoryBytes: UInt64
@@ -178,5 +285,7 @@ struct JobSandboxLimits: Sendable {
 
 extension Sandbox {
     /// Jobs run as the unit's own user without isolation (`unit.sandbox=none`, and router tests).
-    static var unsandboxed: Sandbox { Sandbox(settings: SandboxSettings(mode: .none), user: (getuid(), getgid()), cgroups: nil) }
+    static var unsandboxed: Sandbox {
+        Sandbox(settings: SandboxSettings(mode: .none), user: (getuid(), getgid()), builder: (getuid(), getgid()), cgroups: nil, syscallFilter: [])
+    }
 }

@@ -34,7 +34,9 @@ struct UnitSettings: Sendable {
         dataDirectory = data
         python = reader.string(forKey: "python.path", default: "python3")
         let uvSetting = reader.string(forKey: "python.uv", default: "auto")
-        uv = uvSetting == "off" ? nil : (uvSetting == "auto" ? Self.find("uv") : uvSetting)
+        // `auto` prefers uv under /usr, the only place a sandboxed build can run it from.
+        let installed = ["/usr/local/bin/uv", "/usr/bin/uv"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        uv = uvSetting == "off" ? nil : (uvSetting == "auto" ? installed ?? Self.find("uv") : uvSetting)
         packageIndex = reader.string(forKey: "python.index")
         allowSourceBuilds = reader.bool(forKey: "python.allow-source-builds", default: false)
         bundleLimits = try BundleLimits(reader: reader)

@@ -128,6 +128,85 @@ struct SandboxTests {
         #expect(processesOf(job.id).isEmpty)
     }
 
+    @Test func aJobCannotMakeNamespacesNorReachTheKernelsRiskierCalls() async throws {
+        let work = try TemporaryDirectory()
+        // Each call through ctypes, so that the errno is the kernel's (or the filter's) answer.
+        let probe = """
+            import ctypes, json, os, threading
+            libc = ctypes.CDLL(None, use_errno=True)
+            def attempt(call):
+                ctypes.set_errno(0)
+                result = call()
+                return 0 if result >= 0 else ctypes.get_errno()
+            calls = {
+                "unshare(CLONE_NEWUSER)": lambda: libc.unshare(0x10000000),
+                "unshare(CLONE_NEWNS)": lambda: libc.unshare(0x00020000),
+                "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),
+                "add_key": lambda: libc.syscall(248, b"user", b"ferry", b"x", 1, -2),
+                "bpf": lambda: libc.syscall(321, 0, 0, 0),
+                "userfaultfd": lambda: libc.syscall(323, 0),
+                "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
+                "ptrace(PTRACE_TRACEME)": lambda: libc.ptrace(0, 0, 0, 0),
+                "io_uring_setup": lambda: libc.syscall(425, 1, 0),
+                "clone(CLONE_NEWUSER)": lambda: libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0),
+            }
+            errors = {name: attempt(call) for name, call in calls.items()}
+            # What a job needs still works: threads and processes.
+            thread = threading.Thread(target=lambda: None); thread.start(); thread.join()
+            pid = os.fork()
+            if pid == 0: os._exit(7)
+            forked = os.waitpid(pid, 0)[1] >> 8
+            json.dump({"errors": errors, "forked": forked, "fds": sorted(int(f) for f in os.listdir("/proc/self/fd"))},
+                      open("output/calls.json", "w"))
+            """
+        let alice = try await Researcher.signUp("kernel", on: stack)
+        let job = try await run(probe, as: alice, in: work)
+        let stderr = try await alice.log(job.id, stream: "stderr")
+        #expect(job.status == "succeeded", "\(job.reason ?? "") \(stderr)")
+        struct Report: Decodable { var errors: [String: Int32]; var forked: Int; var fds: [Int] }
+        let report = try JSONDecoder().decode(Report.self, from: Data(try #require(try await alice.result(job.id, into: work)["calls.json"]).utf8))
+        #expect(report.errors.count == 10)
+        for (call, errno) in report.errors.sorted(by: { $0.key < $1.key }) {
+            #expect(errno == EPERM, "\(call) answered errno \(errno), not EPERM")
+        }
+        #expect(report.forked == 7, "a job could not start a process")
+        // stdin, stdout, stderr and the listing's own descriptor: nothing of the unit's.
+        #expect(report.fds.count <= 4 && report.fds.prefix(3) == [0, 1, 2], "the job holds descriptors it was not given: \(report.fds)")
+        #expect(processesOf(job.id).isEmpty)
+    }
+
+    @Test func aMillionEmptyFilesAreKilledForTheirNumber() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("inodes", on: stack)
+        let job = try await run("import os\nos.makedirs('output/many')\nfor i in range(1000000):\n    open(f'output/many/{i}', 'w').close()\n", as: alice, in: work)
+        #expect(job.status == "killed", "\(job.status): \(job.reason ?? "")")
+        #expect(job.reason?.contains("20000 files and folders") == true, "\(job.reason ?? "")")
+        // The result keeps what fits the limit.
+        let files = try await alice.result(job.id, into: work)
+        #expect(!files.isEmpty && files.count <= 20000, "\(files.count) files in the result")
+        #expect(processesOf(job.id).isEmpty)
+    }
+
+    @Test func aTreeDeeperThanPathMaxIsKilledForItsOutputNotFerrysError() async throws {
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("deep", on: stack)
+        // 200 levels of 40-character names (8 kB of path), then 120 MiB at the bottom.
+        let deep = """
+            import os
+            os.chdir("output")
+            for level in range(200):
+                os.mkdir("d" * 40)
+                os.chdir("d" * 40)
+            for i in range(120):
+                open(f"{i}.bin", "wb").write(b"x" * (1 << 20))
+            """
+        let job = try await run(deep, as: alice, in: work)
+        #expect(job.status == "killed", "\(job.status): \(job.reason ?? "")")
+        #expect(job.reason?.contains("levels deep") == true || job.reason?.contains("output size") == true, "\(job.reason ?? "")")
+        #expect(job.resultBytes != nil, "the partial output was not kept")
+        #expect(processesOf(job.id).isEmpty)
+    }
+
     private func connects(to port: Int) throws -> Bool {
         let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }

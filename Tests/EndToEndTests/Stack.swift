@@ -54,8 +54,8 @@ final class Stack: Sendable {
         do {
             for (executable, port, extra) in [
                 ("Producer", producer, [String]()),
-                // A small output limit, so that the disk-filler test ends quickly.
-                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64"]),
+                // Small output limits, so that the disk-filler and file-count tests end quickly.
+                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000"]),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
                 ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4", "--auth-admins", administrator]),
                 ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),

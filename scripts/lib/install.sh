@@ -3,7 +3,8 @@
 
 # Build and run: the C libraries the Swift wrappers link, pkg-config to find them, and the broker.
 # bubblewrap and util-linux (setpriv, prlimit) contain the jobs.
-FERRY_PACKAGES=(pkg-config librabbitmq-dev libzip-dev libcurl4-openssl-dev rabbitmq-server procps curl zip unzip python3 python3-venv python3-pip bubblewrap util-linux)
+# libseccomp builds the system-call filter every sandbox loads.
+FERRY_PACKAGES=(pkg-config librabbitmq-dev libzip-dev libcurl4-openssl-dev libseccomp-dev rabbitmq-server procps curl zip unzip python3 python3-venv python3-pip bubblewrap util-linux)
 
 ferry_install_packages() {
   local missing=() package
@@ -23,28 +24,36 @@ ferry_install_packages() {
     $sudo systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
   fi
   # uv builds Python environments about ten times faster than venv + pip; without it Ferry uses venv + pip.
-  if ! command -v uv >/dev/null; then
-    echo "install: uv (from PyPI)"
-    python3 -m pip install --quiet uv 2>/dev/null || python3 -m pip install --quiet --break-system-packages uv 2>/dev/null \
-      || echo "install: uv could not be installed; jobs will use venv + pip" >&2
+  # It goes to /usr/local/bin, under /usr, the only part of the machine a sandboxed build sees.
+  if [ ! -x /usr/local/bin/uv ] && [ ! -x /usr/bin/uv ]; then
+    echo "install: uv (from PyPI, into /usr/local/bin)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo=sudo
+    $sudo /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages uv 2>/dev/null \
+      || $sudo /usr/bin/python3 -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
+      || echo "install: uv could not be installed; environments will be built with venv + pip" >&2
     hash -r
   fi
-  ferry_create_job_user
+  ferry_create_user "$FERRY_JOB_USER"
+  ferry_create_user "$FERRY_BUILD_USER"
   if ! command -v swift >/dev/null; then
     echo "install: Swift 6 is not on PATH. Install the Swift toolchain from swift.org (it is not a Debian package) and retry." >&2
     return 1
   fi
 }
 
-# Jobs run as this unprivileged user, never as Ferry's own (see the README's security section).
+# Jobs run as one unprivileged user and environments are built as another, never as Ferry's own
+# (see the README's security section).
 FERRY_JOB_USER=${FERRY_UNIT_JOB_USER:-ferry-job}
-ferry_create_job_user() {
-  id "$FERRY_JOB_USER" >/dev/null 2>&1 && return 0
+FERRY_BUILD_USER=${FERRY_UNIT_BUILD_USER:-ferry-build}
+ferry_create_user() {
+  local user=$1
+  id "$user" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" -ne 0 ]; then
-    echo "install: the job user $FERRY_JOB_USER is missing; create it as root:" \
-      "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin $FERRY_JOB_USER" >&2
+    echo "install: the user $user is missing; create it as root:" \
+      "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin $user" >&2
     return 0
   fi
-  echo "install: job user $FERRY_JOB_USER"
-  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$FERRY_JOB_USER"
+  echo "install: user $user"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
 }

@@ -8,7 +8,7 @@ struct CLibraryBoundaryTests {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Sources").path
 
-    static let owners = ["CRabbitMQ": "FerryAMQP", "CZip": "FerryZip", "CCurl": "FerryHTTPClient"]
+    static let owners = ["CRabbitMQ": "FerryAMQP", "CZip": "FerryZip", "CCurl": "FerryHTTPClient", "CSeccomp": "FerrySeccomp"]
 
     @Test func onlyTheWrapperTargetsImportTheCModules() throws {
         var offenders: [String] = []
@@ -27,6 +27,6 @@ struct CLibraryBoundaryTests {
             }
         }
         #expect(offenders.isEmpty, "C modules imported outside their wrapper: \(offenders)")
-        #expect(importers == ["CRabbitMQ": ["FerryAMQP"], "CZip": ["FerryZip"], "CCurl": ["FerryHTTPClient"]])
+        #expect(importers == ["CRabbitMQ": ["FerryAMQP"], "CZip": ["FerryZip"], "CCurl": ["FerryHTTPClient"], "CSeccomp": ["FerrySeccomp"]])
     }
 }

@@ -36,6 +36,34 @@ struct ChildRunTests {
         #expect(try pids(runningIn: work.path).isEmpty, "a background process of the job kept running")
     }
 
+    @Test func theProgramInheritsNoDescriptorOfTheUnitButWhatItIsHanded() async throws {
+        let work = try TemporaryDirectory()
+        // A descriptor the unit holds without close-on-exec (a library's socket, a dup'ed file).
+        let leaked = open(work.file("unit-secret"), O_WRONLY | O_CREAT, 0o600)
+        try #require(leaked >= 0)
+        defer { close(leaked) }
+        var child = ChildRun(
+            executable: "/bin/sh", arguments: ["-c", "ls /proc/$$/fd; cat <&3"], directory: work.path, environment: ["PATH": "/usr/bin:/bin"],
+            standardOutput: work.file("stdout.log"), standardError: work.file("stderr.log"), timeout: .seconds(10)
+        )
+        child.passing = [Array("handed over\n".utf8)]
+        let outcome = try await child.run()
+        let errors = (try? String(contentsOfFile: work.file("stderr.log"), encoding: .utf8)) ?? ""
+        #expect(outcome.exitCode == 0, "\(errors)")
+        let lines = try String(contentsOfFile: work.file("stdout.log"), encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.last == "handed over")
+        let descriptors = Set(lines.dropLast().compactMap { Int32($0) })
+        #expect(descriptors.isSubset(of: [0, 1, 2, 3]), "the program holds descriptors of the unit: \(descriptors.sorted())")
+    }
+
+    @Test func theProgramStartsInItsWorkingDirectory() async throws {
+        let work = try TemporaryDirectory()
+        let outcome = try await run("pwd", in: work)
+        #expect(outcome.exitCode == 0)
+        let lines = try String(contentsOfFile: work.file("stdout.log"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.first.map(String.init) == work.path)
+    }
+
     /// Processes whose working directory is `path`.
     private func pids(runningIn path: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { $0.allSatisfy(\.isNumber) }.filter { pid in

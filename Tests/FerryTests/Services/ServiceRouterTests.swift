@@ -15,7 +15,7 @@ struct ServiceRouterTests {
     static func unitRouter(dataDirectory: String) -> Router<FerryRequestContext> {
         let registry = RunRegistry()
         let settings = UnitSettings(dataDirectory: dataDirectory)
-        let runner = JobRunner(settings: settings, sandbox: Sandbox.unsandboxed, environments: EnvironmentCache(settings: settings, pythonVersion: "3", logger: Logger(label: "test")), registry: registry, logger: Logger(label: "test"))
+        let runner = JobRunner(settings: settings, sandbox: Sandbox.unsandboxed, environments: EnvironmentCache(settings: settings, sandbox: .unsandboxed, pythonVersion: "3", logger: Logger(label: "test")), registry: registry, logger: Logger(label: "test"))
         return buildProcessingUnitRouter(executor: JobExecutor(runner: runner, registry: registry), registry: registry, dataDirectory: dataDirectory)
     }
 
