@@ -39,7 +39,8 @@ final class Stack: Sendable {
         self.vhost = vhost
     }
 
-    static func start() async throws -> Stack {
+    /// Starts the stack; `unitArguments` go to its ProcessingUnit besides the usual ones.
+    static func start(unitArguments: [String] = []) async throws -> Stack {
         let vhost = "ferry-e2e-\(UUID().uuidString.prefix(8))"
         try await management("PUT", "/api/vhosts/\(vhost)", body: "{}")
         try await management("PUT", "/api/permissions/\(vhost)/guest", body: #"{"configure":".*","write":".*","read":".*"}"#)
@@ -55,7 +56,7 @@ final class Stack: Sendable {
             for (executable, port, extra) in [
                 ("Producer", producer, [String]()),
                 // Small output limits, so that the disk-filler and file-count tests end quickly.
-                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000"]),
+                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000"] + unitArguments),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
                 ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4", "--auth-admins", administrator]),
                 ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),
