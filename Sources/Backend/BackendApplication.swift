@@ -31,17 +31,20 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     settings.fileThreads = NIOThreadPool(numberOfThreads: reader.int(forKey: "backend.file-threads", default: 16))
     settings.fileThreads.start()
 
+    // Every setting is read and checked before the database opens: a bad one stops the Backend cleanly.
     let databasePath = reader.string(forKey: "database.path", default: data + "/backend/ferry.sqlite")
-    let store = try await JobStore.open(path: databasePath, logger: logger)
     let bcryptCost = reader.int(forKey: "auth.bcrypt-cost", default: 12)
     guard (4...31).contains(bcryptCost) else { throw ConfigurationError(key: "auth.bcrypt-cost", message: "\(bcryptCost); use 4-31 (12 is a good default)") }
     let producerURL = reader.string(forKey: ConfigKey(ConfigurationKeys.producerURL), default: "http://127.0.0.1:8082")
-    let queue = ProducerQueue(producerURL: producerURL, http: HTTPClient(logger: logger))
+    let token = try InternalToken(reader: reader)
+    let amqpURL = try AMQPURL(reader: reader)
+    let store = try await JobStore.open(path: databasePath, logger: logger)
+    let queue = ProducerQueue(producerURL: producerURL, token: token, http: HTTPClient(logger: logger))
     let events = EventApplier(
-        link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
+        link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
         store: store, logger: logger
     )
-    let control = BrokerLinkControl(link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
+    let control = BrokerLinkControl(link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
     let admins = Set((reader.string(forKey: "auth.admins") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
     let router = buildBackendRouter(
         store: store, queue: queue, control: control, settings: settings,
@@ -52,7 +55,7 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         minimumAge: Double(reader.int(forKey: "backend.sweep-age", default: 10)), logger: logger
     )
     let deadLetters = DeadLetterApplier(
-        link: BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-dead-letters"), logger: logger),
+        link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-dead-letters"), logger: logger),
         store: store, logger: logger
     )
     return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events, deadLetters, sweeper], logger: logger)

@@ -39,10 +39,11 @@ struct EventApplier: Service {
 /// The Producer over HTTP (libcurl).
 struct ProducerQueue: JobQueue {
     let producerURL: String
+    let token: InternalToken
     let http: HTTPClient
 
     func enqueue(_ message: JobMessage) async throws {
-        try await http.json("POST", producerURL + "/internal/v1/jobs", body: message, timeout: .seconds(30))
+        try await http.json("POST", producerURL + "/internal/v1/jobs", body: message, headers: [token.header], timeout: .seconds(30))
     }
 }
 

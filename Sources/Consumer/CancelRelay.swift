@@ -13,6 +13,7 @@ import ServiceLifecycle
 struct CancelRelay: Service {
     let link: BrokerLink
     let unitURL: String
+    let token: InternalToken
     let http: HTTPClient
     let logger: Logger
 
@@ -25,10 +26,10 @@ struct CancelRelay: Service {
             let queue = try await connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
             try await connection.bindQueue(queue.name, to: Topology.controlExchange)
             for try await delivery in try await connection.consume(queue: queue.name, prefetch: 16) {
-                if let request = try? FerryJSON.decode(CancelRequest.self, from: delivery.body) {
+                if let request = try? FerryJSON.decode(CancelRequest.self, from: delivery.body), JobID.isValid(request.jobID) {
                     await forward(request)
                 } else {
-                    logger.error("unreadable cancel request; dropping it")
+                    logger.error("unreadable or invalid cancel request; dropping it")
                 }
                 try await connection.ack(delivery)
             }
@@ -37,7 +38,7 @@ struct CancelRelay: Service {
 
     private func forward(_ request: CancelRequest) async {
         do {
-            try await http.json("POST", unitURL + "/internal/v1/runs/\(request.jobID)/cancel", timeout: .seconds(10))
+            try await http.json("POST", unitURL + "/internal/v1/runs/\(request.jobID)/cancel", headers: [token.header], timeout: .seconds(10))
             logger.info("cancel passed to the unit", metadata: [LogKeys.jobID: "\(request.jobID)"])
         } catch let error as HTTPClientError where error.status == 404 {
             // Another unit has the job, or it has not reached this one: its marker stops it.

@@ -2,6 +2,7 @@ import FerryAMQP
 import FerryBroker
 import FerryContracts
 import FerryHTTPClient
+import FerryService
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -15,6 +16,10 @@ struct JobDispatcher: Service {
     let unitURL: String
     let slots: UInt16
     let unitName: String
+    /// The secret the unit's internal routes require.
+    let token: InternalToken
+    /// A message above these limits (or otherwise malformed) is dead-lettered, never passed on.
+    let maxima: JobLimitMaxima
     let http: HTTPClient
     let logger: Logger
 
@@ -37,8 +42,9 @@ struct JobDispatcher: Service {
         let message: JobMessage
         do {
             message = try FerryJSON.decode(JobMessage.self, from: delivery.body)
+            try message.check(within: maxima)
         } catch {
-            logger.error("unreadable job message; dead-lettering it", metadata: ["error": "\(error)"])
+            logger.error("unreadable or invalid job message; dead-lettering it", metadata: ["error": "\(error)"])
             try? await connection.reject(delivery, requeue: false)
             return
         }
@@ -74,7 +80,7 @@ struct JobDispatcher: Service {
 
     /// Starts the run on the unit and publishes each status it reaches until a final one.
     private func follow(_ message: JobMessage, logger: Logger) async throws {
-        var state = try await http.json("POST", unitURL + "/internal/v1/runs", body: message, timeout: .seconds(30)).decode(RunState.self)
+        var state = try await http.json("POST", unitURL + "/internal/v1/runs", body: message, headers: [token.header], timeout: .seconds(30)).decode(RunState.self)
         var published: JobStatus?
         while true {
             if state.retryable == true {
@@ -86,7 +92,7 @@ struct JobDispatcher: Service {
             }
             if state.status.isFinal { return }
             let url = unitURL + "/internal/v1/runs/\(message.jobID)?after=\(state.status.rawValue)&wait=25"
-            state = try await http.json("GET", url, timeout: .seconds(40)).decode(RunState.self)
+            state = try await http.json("GET", url, headers: [token.header], timeout: .seconds(40)).decode(RunState.self)
         }
     }
 

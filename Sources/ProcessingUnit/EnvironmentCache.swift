@@ -77,7 +77,7 @@ struct EnvironmentCache: Sendable {
         var folders: [(String, mode_t)] = [(staging, 0o711), (cache, 0o700)]
         if sandboxed { folders.append((target, 0o755)) }
         for (folder, mode) in folders {
-            guard mkdir(folder, mode) == 0 else { throw EnvironmentError(message: "cannot create \(folder): \(String(cString: strerror(errno)))") }
+            guard mkdir(folder, mode) == 0, chmod(folder, mode) == 0 else { throw EnvironmentError(message: "cannot create \(folder): \(String(cString: strerror(errno)))") }
             if folder != staging, sandboxed, chown(folder, sandbox.builder.uid, sandbox.builder.gid) != 0 {
                 throw EnvironmentError(message: "cannot give \(folder) to the build user: \(String(cString: strerror(errno)))")
             }
@@ -140,12 +140,13 @@ struct EnvironmentCache: Sendable {
         logger.info("environment built", metadata: ["environment": "\(key)", "packages": "\(packages.count)"])
     }
 
-    /// Gives every file of a finished environment to root and takes away every write, set-id and
-    /// sticky bit, without following a link (the build user made the tree).
+    /// Gives every file of a finished environment to root, readable by all and writable by none, with
+    /// no set-id or sticky bit, without following a link (the build user made the tree).
     static func seal(_ folder: String) throws {
         func seal(_ parent: Int32, _ name: UnsafePointer<CChar>, _ mode: mode_t, isLink: Bool) throws {
             guard fchownat(parent, name, 0, 0, AT_SYMLINK_NOFOLLOW) == 0 else { throw EnvironmentError(message: "cannot seal the environment: \(String(cString: strerror(errno)))") }
-            if !isLink, fchmodat(parent, name, mode & 0o755, 0) != 0 {
+            let sealed: mode_t = mode & S_IFMT == S_IFDIR || mode & 0o100 != 0 ? 0o755 : 0o644
+            if !isLink, fchmodat(parent, name, sealed, 0) != 0 {
                 throw EnvironmentError(message: "cannot seal the environment: \(String(cString: strerror(errno)))")
             }
         }
@@ -153,7 +154,7 @@ struct EnvironmentCache: Sendable {
         try FileTree.walk(folder) { entry in
             try (entry.names[entry.names.count - 1] + [0]).withUnsafeBufferPointer { name in
                 try name.withMemoryRebound(to: CChar.self) {
-                    try seal(entry.parent, $0.baseAddress!, entry.info.st_mode & 0o7777, isLink: entry.info.st_mode & S_IFMT == S_IFLNK)
+                    try seal(entry.parent, $0.baseAddress!, entry.info.st_mode, isLink: entry.info.st_mode & S_IFMT == S_IFLNK)
                 }
             }
             return .next

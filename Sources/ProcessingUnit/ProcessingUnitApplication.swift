@@ -13,8 +13,11 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let logger = try Logger.ferry(service: "processing-unit", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProcessingUnitPort)
     var settings = try UnitSettings(reader: reader, port: http.port)
-    for folder in [settings.jobs, settings.results, settings.environments] {
+    // The job and build users pass through jobs/ and envs/ to their own folders and can list
+    // neither; results/ is only the unit's and the Backend's.
+    for (folder, mode) in [(settings.jobs, mode_t(0o711)), (settings.environments, 0o711), (settings.results, 0o711)] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        chmod(folder, mode)
     }
     var sandboxSettings = try SandboxSettings(reader: reader)
     // A sandboxed job's interpreter must be reachable by the job user: Debian's /usr/bin/python3
@@ -52,10 +55,10 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let grace = reader.int(forKey: "unit.shutdown-grace", default: 30)
     guard grace >= 0 else { throw ConfigurationError(key: "unit.shutdown-grace", message: "\(grace) s; use 0 or more seconds") }
     let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace))
-    return buildServiceApplication(
-        service: "processing-unit", router: buildProcessingUnitRouter(executor: executor, registry: registry, dataDirectory: settings.dataDirectory), http: http,
-        services: [executor], logger: logger
+    let router = buildProcessingUnitRouter(
+        executor: executor, registry: registry, dataDirectory: settings.dataDirectory, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader)
     )
+    return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor], logger: logger)
 }
 
 /// The interpreter's real path (not a pyenv shim), its version, e.g. `3.11.7`, and the folder it is
@@ -77,7 +80,9 @@ func inspectPython(_ python: String) async throws -> (executable: String, versio
 }
 
 /// The processing-unit service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry, dataDirectory: String) -> Router<FerryRequestContext> {
+func buildProcessingUnitRouter(
+    executor: JobExecutor, registry: RunRegistry, dataDirectory: String, token: InternalToken, maxima: JobLimitMaxima
+) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
     router.addMetricsRoute()
     // Ready when it can write to the shared volume, where every job's files go.
@@ -88,14 +93,22 @@ func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry, dat
         }
         try FileManager.default.removeItem(atPath: probe)
     }])
+    // Only the Consumer (with the internal token) may start or cancel runs, and every field of what it
+    // sends is checked before the unit, which runs as root, turns any of it into a path or a limit.
+    router.add(middleware: InternalAuthMiddleware(token: token))
     /// Starts a run (or attaches to the existing one) and answers its state.
     router.post("/internal/v1/runs") { request, context -> RunState in
         let message = try await request.decode(as: JobMessage.self, context: context)
+        do {
+            try message.check(within: maxima)
+        } catch {
+            throw APIError(.unprocessableContent, code: "run.invalid_message", message: "The job message is refused: \(error).")
+        }
         return await executor.submit(message)
     }
     /// A run's state; with `after=<status>` it waits (up to `wait` seconds) until the status differs.
     router.get("/internal/v1/runs/{id}") { request, context -> RunState in
-        let id = try context.parameters.require("id")
+        let id = try runID(context)
         var state = await registry.state(of: id)
         if let after = request.uri.queryParameters.get("after").flatMap(JobStatus.init(rawValue:)) {
             let wait = min(request.uri.queryParameters.get("wait", as: Int.self) ?? 25, 60)
@@ -106,11 +119,18 @@ func buildProcessingUnitRouter(executor: JobExecutor, registry: RunRegistry, dat
     }
     /// Cancels a run this unit has (a cancel request relayed by the Consumer from `ferry.control`).
     router.post("/internal/v1/runs/{id}/cancel") { _, context -> RunState in
-        let id = try context.parameters.require("id")
+        let id = try runID(context)
         guard let state = await registry.cancel(id) else { throw APIError(.notFound, code: "run.not_found", message: "This unit has no run of job \(id).") }
         return state
     }
     return router
+}
+
+/// The run's job id from the path, refused unless it is a job id.
+private func runID(_ context: FerryRequestContext) throws -> String {
+    let id = try context.parameters.require("id")
+    guard JobID.isValid(id) else { throw APIError(.badRequest, code: "run.invalid_id", message: "\(id.prefix(64)) is not a job id.") }
+    return id
 }
 
 extension RunState: ResponseEncodable {}

@@ -19,6 +19,8 @@ final class RunLock: Sendable {
     /// Throws CancellationError when the task is cancelled while waiting.
     static func acquire(jobDirectory: String, onWait: () async -> Void = {}) async throws -> RunLock {
         try FileManager.default.createDirectory(atPath: jobDirectory, withIntermediateDirectories: true)
+        // The job user passes through to its work folder, and can list or read nothing here.
+        chmod(jobDirectory, 0o711)
         let path = jobDirectory + "/run.lock"
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw ChildRunError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }

@@ -15,7 +15,8 @@ func buildProducer(reader: ConfigReader) throws -> some ApplicationProtocol {
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProducerPort)
     let link = BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-producer"), logger: logger)
     let publisher = BrokerJobPublisher(link: link)
-    return buildServiceApplication(service: "producer", router: buildProducerRouter(publisher: publisher, logger: logger), http: http, logger: logger)
+    let router = buildProducerRouter(publisher: publisher, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader), logger: logger)
+    return buildServiceApplication(service: "producer", router: router, http: http, logger: logger)
 }
 
 /// Publishes job messages; the broker-backed one waits for the publisher confirm.
@@ -42,13 +43,20 @@ struct BrokerJobPublisher: JobPublisher {
 }
 
 /// The producer service's routes; its dependencies are parameters so that tests can pass fakes.
-func buildProducerRouter(publisher: any JobPublisher, logger: Logger) -> Router<FerryRequestContext> {
+func buildProducerRouter(publisher: any JobPublisher, token: InternalToken, maxima: JobLimitMaxima, logger: Logger) -> Router<FerryRequestContext> {
     let router = Router(context: FerryRequestContext.self)
     router.addMetricsRoute()
     router.addHealthRoute(service: "producer", checks: [.passes("broker") { try await publisher.ready() }])
+    router.add(middleware: InternalAuthMiddleware(token: token))
     /// Answers 202 only once the broker confirmed the message; 503 when it cannot be published.
+    /// Only the Backend (with the internal token) may queue, and only a message whose every field checks out.
     router.post("/internal/v1/jobs") { request, context -> Response in
         let message = try await request.decode(as: JobMessage.self, context: context)
+        do {
+            try message.check(within: maxima)
+        } catch {
+            throw APIError(.unprocessableContent, code: "job.invalid_message", message: "The job message is refused: \(error).")
+        }
         do {
             try await publisher.publish(message)
         } catch {

@@ -7,13 +7,19 @@ public final class RunningService: @unchecked Sendable {
     private let process = Process()
     private let errorFile: String
 
+    /// The internal token every service started here shares (FERRY_INTERNAL_TOKEN), unless a test
+    /// sets another in `environment` (an empty value removes it).
+    public static let internalToken = "ferry-test-internal-token-5f1c8e2a9b7d4c36a0e1f2d3c4b5a697"
+
     public init(_ executable: String, arguments: [String], environment: [String: String] = [:]) throws {
         errorFile = NSTemporaryDirectory() + "ferry-\(executable)-\(UUID().uuidString).stderr"
         _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
         process.executableURL = URL(fileURLWithPath: BuildProducts.path(executable))
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
+        env["FERRY_INTERNAL_TOKEN"] = Self.internalToken
         env.merge(environment) { $1 }
+        env = env.filter { !$0.value.isEmpty }
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))

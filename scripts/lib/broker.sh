@@ -2,7 +2,10 @@
 # A private RabbitMQ node: its own data folder, every port on 127.0.0.1 (AMQP listener, management,
 # epmd and Erlang distribution). Sourced by scripts/test and scripts/run.
 #
-#   broker_start DIR AMQP_PORT   starts the node (or reuses the one already running in DIR) and waits until it is ready
+#   broker_start DIR AMQP_PORT [USER PASSWORD_FILE]
+#                                starts the node (or reuses the one already running in DIR) and waits
+#                                until it is ready; with USER, that account (password read from the
+#                                file, never put on a command line) is the node's only one: guest is removed
 #   broker_stop DIR              stops the node started in DIR and its epmd
 #   broker_ctl DIR ARGS...       runs rabbitmqctl against that node
 
@@ -34,12 +37,17 @@ broker_ctl() {
   (broker_env "$dir" && "$RABBITMQ_BIN/rabbitmqctl" "$@")
 }
 
-# broker_write_config DIR PORT: rabbitmq.conf and plugins for a loopback-only node.
+# broker_write_config DIR PORT [USER PASSWORD_FILE]: rabbitmq.conf and plugins for a loopback-only
+# node; with USER, a fresh node creates that account instead of guest (the file is the owner's only).
 broker_write_config() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 user=${3:-} password_file=${4:-}
   mkdir -p "$dir/mnesia" "$dir/log"
   echo "$port" > "$dir/amqp-port"
-  cat > "$dir/rabbitmq.conf" <<CONF
+  (umask 077; : > "$dir/rabbitmq.conf")
+  if [ -n "$user" ]; then
+    printf 'default_user = %s\ndefault_pass = %s\n' "$user" "$(cat "$password_file")" >> "$dir/rabbitmq.conf"
+  fi
+  cat >> "$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$port
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $((port + 10000))
@@ -53,9 +61,9 @@ CONF
 }
 
 broker_start() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 user=${3:-} password_file=${4:-}
   mkdir -p "$dir"
-  broker_write_config "$dir" "$port"
+  broker_write_config "$dir" "$port" "$user" "$password_file"
   if broker_ctl "$dir" status >/dev/null 2>&1; then
     echo "broker: reusing the node already running in $dir"
     return 0
@@ -72,7 +80,30 @@ broker_start() {
     fi
     sleep 1
   done
+  if [ -n "$user" ]; then broker_ensure_account "$dir" "$user" "$password_file"; fi
   echo "broker: ready"
+}
+
+# broker_ensure_account DIR USER PASSWORD_FILE: a node made before it had an account of its own
+# (with guest) gets USER with the password from the file, and guest goes. Through the management
+# API with curl reading its credentials and the body from files, so no password is on a command line.
+broker_ensure_account() {
+  local dir=$1 user=$2 password_file=$3 api
+  api="http://127.0.0.1:$(( $(cat "$dir/amqp-port") + 10000 ))/api"
+  local config="$dir/.curl-user" body="$dir/.curl-body"
+  (umask 077; printf 'user = "%s:%s"\n' "$user" "$(cat "$password_file")" > "$config")
+  if curl -fsS -o /dev/null -K "$config" "$api/whoami" 2>/dev/null; then
+    rm -f "$config"
+    curl -fsS -o /dev/null -u guest:guest -X DELETE "$api/users/guest" 2>/dev/null || true
+    return 0
+  fi
+  (umask 077; printf '{"password":"%s","tags":"administrator"}' "$(cat "$password_file")" > "$body")
+  curl -fsS -o /dev/null -u guest:guest -X PUT -H 'content-type: application/json' --data-binary "@$body" "$api/users/$user" \
+    && curl -fsS -o /dev/null -u guest:guest -X PUT -H 'content-type: application/json' \
+         --data '{"configure":".*","write":".*","read":".*"}' "$api/permissions/%2F/$user" \
+    && curl -fsS -o /dev/null -K "$config" -X DELETE "$api/users/guest" \
+    || echo "broker: could not give the node its own account; check $dir/log" >&2
+  rm -f "$config" "$body"
 }
 
 broker_stop() {

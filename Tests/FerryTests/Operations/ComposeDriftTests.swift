@@ -53,6 +53,9 @@ struct ComposeDriftTests {
         return result
     }
 
+    /// Compose's one-shot helpers, which scripts/run does in its own lines (the internal token).
+    static let helperTargets: Set<String> = ["secrets"]
+
     /// Compose's build target of each executable.
     static func target(of executable: String) -> String {
         executable.replacing(#/([a-z])([A-Z])/#) { "\($0.1)-\($0.2)" }.lowercased()
@@ -63,7 +66,7 @@ struct ComposeDriftTests {
         let compose = try await Self.composeServices()
         #expect(run.count >= 5, "scripts/run's services were not found: \(run.map(\.name))")
         let runTargets = Set(run.map { Self.target(of: $0.executable) })
-        let composeTargets = Set(compose.values.compactMap(\.target))
+        let composeTargets = Set(compose.values.compactMap(\.target)).subtracting(Self.helperTargets)
         #expect(runTargets == composeTargets, "scripts/run starts \(runTargets.sorted()), compose builds \(composeTargets.sorted())")
         #expect(compose["rabbitmq"] != nil, "compose runs the broker")
         // The same number of unit pairs, so that the two are scaled alike.
@@ -85,10 +88,19 @@ struct ComposeDriftTests {
         }
         // What scripts/run exports to all its services, compose sets too (the data folder for all,
         // the broker's URL, the unit's shutdown grace for the units).
+        // A secret may come as a file instead (FERRY_INTERNAL_TOKEN_FILE, from compose's secrets volume).
         let everywhere = compose.filter { $0.value.target != nil }.values.map(\.environment).reduce(Set<String>()) { $0.union($1) }
-        #expect(exported.subtracting(everywhere).isEmpty, "compose lacks \(exported.subtracting(everywhere).sorted()), which scripts/run exports")
-        for (name, service) in compose where service.target != nil {
-            #expect(service.environment.isSuperset(of: ["FERRY_AMQP_URL", "FERRY_DATA_DIR"]), "compose's \(name) lacks the broker or the data folder")
+        let missing = exported.filter { !everywhere.contains($0) && !everywhere.contains($0 + "_FILE") }
+        #expect(missing.isEmpty, "compose lacks \(missing.sorted()), which scripts/run exports")
+        for (name, service) in compose where service.target != nil && service.target != "frontend" && !Self.helperTargets.contains(service.target!) {
+            #expect(service.environment.isSuperset(of: ["FERRY_AMQP_URL", "FERRY_DATA_DIR", "FERRY_INTERNAL_TOKEN_FILE"]), "compose's \(name) lacks the broker, the data folder or the internal token")
         }
+    }
+
+    /// The Frontend is the one service the public reaches: it holds no secret of the others.
+    @Test func theFrontendGetsNoSecretOfTheOtherServices() async throws {
+        let compose = try await Self.composeServices()
+        let frontend = try #require(compose.values.first { $0.target == "frontend" })
+        #expect(frontend.environment.isDisjoint(with: ["FERRY_AMQP_URL", "FERRY_INTERNAL_TOKEN", "FERRY_INTERNAL_TOKEN_FILE"]), "\(frontend.environment.sorted())")
     }
 }

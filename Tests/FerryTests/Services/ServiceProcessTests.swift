@@ -57,6 +57,21 @@ struct ServiceProcessTests {
         #expect(try await backend.terminate() == 0)
     }
 
+    /// The internal token is required by every service that makes or takes internal calls, and is
+    /// refused on the command line, where every local user could read it.
+    @Test(arguments: ["Backend", "Producer", "Consumer", "ProcessingUnit"])
+    func withoutTheInternalTokenAServiceRefusesToStart(executable: String) async throws {
+        let data = try TemporaryDirectory()
+        let common = ["--http-port", "\(try unusedPort())", "--data-dir", data.path, "--unit-sandbox", "none"]
+        let missing = try RunningService(executable, arguments: common, environment: ["FERRY_INTERNAL_TOKEN": ""])
+        #expect(try await missing.waitForExit() == 78)
+        #expect(missing.standardError.contains("FERRY_INTERNAL_TOKEN") && missing.standardError.contains("required"), "\(missing.standardError)")
+        let onCommandLine = try RunningService(executable, arguments: common + ["--internal-token", RunningService.internalToken], environment: ["FERRY_INTERNAL_TOKEN": ""])
+        #expect(try await onCommandLine.waitForExit() == 78)
+        #expect(onCommandLine.standardError.contains("command line"), "\(onCommandLine.standardError)")
+        #expect(!onCommandLine.standardError.contains(RunningService.internalToken), "the token was printed")
+    }
+
     @Test func readsItsPortFromTheEnvironment() async throws {
         let port = try unusedPort()
         let service = try RunningService("Producer", arguments: [], environment: ["FERRY_HTTP_PORT": "\(port)"])
@@ -116,13 +131,14 @@ struct ServiceProcessTests {
         _ = try await unit.waitForHealth(port: port, client: client)
         let id = UUID().uuidString.lowercased()
         let message = JobMessage(
-            jobID: id, owner: "tester", project: "demo", bundlePath: "bundles/\(id).zip",
+            jobID: id, owner: UUID().uuidString.lowercased(), project: "demo", bundlePath: "bundles/\(id).zip",
             limits: JobLimits(timeLimitSeconds: 60, memoryLimitMiB: 512), submittedAt: Date()
         )
+        let token = [(name: "Authorization", value: "Bearer \(RunningService.internalToken)")]
         func runUntilFinal() async throws -> RunState {
-            var state = try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: message).decode(RunState.self)
+            var state = try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: message, headers: token).decode(RunState.self)
             while !state.status.isFinal {
-                state = try await client.json("GET", "http://127.0.0.1:\(port)/internal/v1/runs/\(id)?after=\(state.status.rawValue)&wait=10").decode(RunState.self)
+                state = try await client.json("GET", "http://127.0.0.1:\(port)/internal/v1/runs/\(id)?after=\(state.status.rawValue)&wait=10", headers: token).decode(RunState.self)
             }
             return state
         }
