@@ -2,6 +2,7 @@ import FerryContracts
 import FerryService
 import Foundation
 import Hummingbird
+import HTTPTypes
 import Logging
 
 /// `/api/v1/admin/*`, for administrators only: the queue, the units and what each runs, every job,
@@ -9,8 +10,8 @@ import Logging
 struct AdminController {
     let store: JobStore
     let control: any BrokerControl
-    /// `auth.admins`: shown as administrators like the first account.
-    let admins: Set<String>
+    /// `auth.admins`: account ids shown as administrators like those the database names.
+    let adminIDs: Set<String>
     let logger: Logger
 
     struct Overview: Codable, ResponseEncodable {
@@ -24,6 +25,19 @@ struct AdminController {
     struct Users: Codable, ResponseEncodable {
         var users: [UserSummary]
     }
+
+    struct Invites: Codable, ResponseEncodable {
+        var invites: [JobStore.Invite]
+    }
+
+    /// A new invitation: the link is shown once, only its hash is kept.
+    struct IssuedInvite: Codable, ResponseEncodable {
+        var token: String
+        var path: String
+        var expiresAt: Date
+    }
+
+    static let inviteLifetime: TimeInterval = 7 * 24 * 3600
 
     func register(to router: some RouterMethods<BackendContext>) {
         router.get("/api/v1/admin/overview") { _, context -> Overview in
@@ -47,9 +61,43 @@ struct AdminController {
             _ = try context.requireAdmin()
             return Users(users: try await store.users().map { summary in
                 var summary = summary
-                summary.isAdmin = summary.isAdmin || admins.contains(summary.username.lowercased())
+                summary.isAdmin = summary.isAdmin || adminIDs.contains(summary.id)
                 return summary
             })
+        }
+        /// Invitation links for sign-up (needed with `auth.registration=invite`), valid for a week, once.
+        router.post("/api/v1/admin/invites") { _, context -> EditedResponse<IssuedInvite> in
+            let admin = try context.requireAdmin()
+            let token = Tokens.generate(), expiresAt = Date().addingTimeInterval(Self.inviteLifetime)
+            try await store.createInvite(hash: Tokens.hash(token), by: admin, expiresAt: expiresAt)
+            logger.notice("invitation created", metadata: ["by": "\(admin.username)"])
+            return EditedResponse(status: .created, response: IssuedInvite(token: token, path: "/register?invite=\(token)", expiresAt: expiresAt))
+        }
+        router.get("/api/v1/admin/invites") { _, context -> Invites in
+            _ = try context.requireAdmin()
+            return Invites(invites: try await store.invites())
+        }
+        router.delete("/api/v1/admin/invites/{id}") { _, context -> HTTPResponse.Status in
+            _ = try context.requireAdmin()
+            guard try await store.deleteInvite(id: try context.parameters.require("id")) else {
+                throw APIError(.notFound, code: "invite.not_found", message: "There is no unused invitation with that id.")
+            }
+            return .noContent
+        }
+        /// Administrators name more administrators by account, and take that away (never their own).
+        for (method, grant) in [(HTTPRequest.Method.post, true), (.delete, false)] {
+            router.on(RouterPath("/api/v1/admin/users/{id}/admin"), method: method) { _, context -> HTTPResponse.Status in
+                let admin = try context.requireAdmin()
+                let id = try context.parameters.require("id")
+                guard grant || id != admin.id else {
+                    throw APIError(.conflict, code: "admin.self", message: "You cannot take away your own administration; ask another administrator.")
+                }
+                guard try await store.setAdministrator(grant, userID: id) else {
+                    throw APIError(.notFound, code: "user.not_found", message: "There is no user \(id).")
+                }
+                logger.notice(grant ? "administrator named" : "administrator removed", metadata: ["user.id": "\(id)", "by": "\(admin.username)"])
+                return .noContent
+            }
         }
         for (action, disabled) in [("disable", true), ("enable", false)] {
             router.post(RouterPath("/api/v1/admin/users/{id}/\(action)")) { _, context -> HTTPResponse.Status in

@@ -8,6 +8,7 @@ import FerryService
 import Foundation
 import Hummingbird
 import Logging
+import HTTPTypes
 import NIOPosix
 
 /// The backend service's default HTTP port (`--http-port`, `FERRY_HTTP_PORT`).
@@ -38,6 +39,17 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     let producerURL = reader.string(forKey: ConfigKey(ConfigurationKeys.producerURL), default: "http://127.0.0.1:8082")
     let token = try InternalToken(reader: reader)
     let amqpURL = try AMQPURL(reader: reader)
+    let adminIDs = Set((reader.string(forKey: "auth.admins") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+    if let name = adminIDs.first(where: { !JobID.isValid($0) }) {
+        throw ConfigurationError(key: "auth.admins", message: "\(name) is not an account id; administrators are named by id (the admin page shows them), not by user name")
+    }
+    let registrationName = reader.string(forKey: "auth.registration", default: Registration.open.rawValue)
+    guard let registration = Registration(rawValue: registrationName) else {
+        throw ConfigurationError(key: "auth.registration", message: "\(registrationName); use open, closed or invite")
+    }
+    let trustedProxies = try TrustedProxies(reader.string(forKey: "backend.trusted-proxies", default: "127.0.0.1/8,::1"))
+    settings.userLimits = try UserLimits(reader: reader)
+    let setupFile = (databasePath as NSString).deletingLastPathComponent + "/setup-token"
     let store = try await JobStore.open(path: databasePath, logger: logger)
     let queue = ProducerQueue(producerURL: producerURL, token: token, http: HTTPClient(logger: logger))
     let events = EventApplier(
@@ -45,11 +57,10 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         store: store, logger: logger
     )
     let control = BrokerLinkControl(link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
-    let admins = Set((reader.string(forKey: "auth.admins") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
-    let router = buildBackendRouter(
-        store: store, queue: queue, control: control, settings: settings,
-        auth: AuthSettings(bcryptCost: UInt8(bcryptCost), admins: admins), logger: logger
-    )
+    var auth = AuthSettings(bcryptCost: UInt8(bcryptCost), adminIDs: adminIDs, registration: registration, trustedProxies: trustedProxies)
+    auth.setupTokenFile = setupFile
+    try await SetupToken.prepare(store: store, adminIDs: adminIDs, file: setupFile, logger: logger)
+    let router = buildBackendRouter(store: store, queue: queue, control: control, settings: settings, auth: auth, logger: logger)
     let sweeper = OutboxSweeper(
         store: store, queue: queue, interval: .seconds(reader.int(forKey: "backend.sweep-interval", default: 5)),
         minimumAge: Double(reader.int(forKey: "backend.sweep-age", default: 10)), logger: logger
@@ -71,17 +82,30 @@ func buildBackendRouter(
         .passes("database") { try await store.ping() },
         .passes("broker") { _ = try await control.jobsWaiting() },
     ])
-    router.add(middleware: Authenticator(store: store, admins: auth.admins))
-    AuthController(store: store, bcryptCost: auth.bcryptCost, throttle: auth.throttle, admins: auth.admins).register(to: router)
+    router.add(middleware: UserBytesHeaders())
+    router.add(middleware: CrossSiteGuard())
+    router.add(middleware: Authenticator(store: store, adminIDs: auth.adminIDs, trustedProxies: auth.trustedProxies))
+    AuthController(store: store, settings: auth).register(to: router)
     JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
-    AdminController(store: store, control: control, admins: auth.admins, logger: logger).register(to: router)
+    AdminController(store: store, control: control, adminIDs: auth.adminIDs, logger: logger).register(to: router)
     return router
 }
 
-/// How accounts are checked: bcrypt's cost, administrators besides the first account (`auth.admins`),
-/// and the slowdown after failed logins.
-struct AuthSettings: Sendable {
-    var bcryptCost: UInt8 = 12
-    var admins: Set<String> = []
-    var throttle = LoginThrottle()
+/// Every API answer may carry a user's bytes (logs, results, manifests, job names): browsers must
+/// never sniff one into HTML, run a script from it or frame it.
+struct UserBytesHeaders: RouterMiddleware {
+    typealias Context = BackendContext
+
+    func handle(_ request: Request, context: BackendContext, next: (Request, BackendContext) async throws -> Response) async throws -> Response {
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as any HTTPResponseError {
+            response = try error.response(from: request, context: context)
+        }
+        response.headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        response.headers[HTTPField.Name("Content-Security-Policy")!] = "default-src 'none'; frame-ancestors 'none'; sandbox"
+        response.headers[HTTPField.Name("Cross-Origin-Resource-Policy")!] = "same-origin"
+        return response
+    }
 }

@@ -1,4 +1,5 @@
 import FerryContracts
+import FerryService
 import Foundation
 import Hummingbird
 
@@ -14,16 +15,21 @@ struct BackendContext: RequestContext {
     var user: User?
     /// Set when the caller was found by the session cookie (a browser), not a bearer token.
     var session: SessionReference?
+    /// The connection's peer (the Frontend, for browsers).
+    let peerAddress: String?
+    /// The client's address, through trusted proxies (`Authenticator` sets it), for the login throttle.
+    var clientAddress: String?
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         user = nil
         session = nil
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 
 
     /// Dates with milliseconds (FerryDate), so wait and run times of short jobs are visible.
-    var requestDecoder: JSONDecoder { .ferry() }
+    var requestDecoder: FerryJSONRequestDecoder { FerryJSONRequestDecoder() }
     var responseEncoder: JSONEncoder { .ferry() }
 
     /// The caller, or 401 with a message that says how to authenticate.

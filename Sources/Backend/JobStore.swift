@@ -9,7 +9,8 @@ import ServiceLifecycle
 /// job that was answered 201 is on disk). Status changes are single UPDATE statements that only move a
 /// job forward, so concurrent requests and late or repeated events can never move it back.
 final class JobStore: Sendable, Service {
-    private let connection: SQLiteConnection
+    /// Used by this type's extensions (accounts, limits); nothing else touches it.
+    let connection: SQLiteConnection
     /// SQLite's calls block; they get a thread of their own instead of NIO's shared pool (one thread
     /// per core), where they would queue behind uploads and bundle checks.
     private let threadPool: NIOThreadPool
@@ -111,6 +112,19 @@ final class JobStore: Sendable, Service {
             END
             """,
         ],
+        [
+            // The first administrator comes from the operator's one-time setup token, no longer from
+            // being first to register; invite links for closed sign-up; the bytes of each bundle, for
+            // the per-user storage limit.
+            "CREATE TABLE setup (id INTEGER PRIMARY KEY CHECK (id = 1), token_hash TEXT NOT NULL, created_at REAL NOT NULL)",
+            """
+            CREATE TABLE invites (
+                hash TEXT PRIMARY KEY, created_by TEXT REFERENCES users(id) ON DELETE SET NULL, created_at REAL NOT NULL,
+                expires_at REAL NOT NULL, used_by TEXT REFERENCES users(id) ON DELETE SET NULL, used_at REAL)
+            """,
+            "ALTER TABLE jobs ADD COLUMN bundle_bytes INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX jobs_owner_submitted ON jobs(owner_id, submitted_at)",
+        ],
     ]
 
     private func migrate() async throws {
@@ -138,22 +152,23 @@ final class JobStore: Sendable, Service {
 
     // MARK: Users, sessions and tokens
 
-    private static let userColumns = "users.id, users.username, users.is_admin, users.disabled"
+    static let userColumns = "users.id, users.username, users.is_admin, users.disabled"
 
-    private static func user(_ row: SQLiteRow) -> User? {
+    static func user(_ row: SQLiteRow) -> User? {
         guard let id = row.column("id")?.string, let name = row.column("username")?.string else { return nil }
         return User(id: id, username: name, isAdmin: row.column("is_admin")?.integer == 1, isDisabled: row.column("disabled")?.integer == 1)
     }
 
-    /// Creates a user; nil when the name is taken. The first account becomes an administrator.
-    func createUser(username: String, passwordHash: String) async throws -> User? {
+    /// Creates a user; nil when the name is taken. Only the operator's setup makes an administrator
+    /// (`isAdmin`), never the order of registration.
+    func createUser(username: String, passwordHash: String, isAdmin: Bool = false) async throws -> User? {
         let id = UUID().uuidString.lowercased()
         let rows = try await connection.query(
             """
             INSERT INTO users (id, username, password_hash, created_at, is_admin)
-            VALUES (?, ?, ?, ?, (SELECT COUNT(*) = 0 FROM users)) ON CONFLICT(username) DO NOTHING RETURNING \(Self.userColumns)
+            VALUES (?, ?, ?, ?, ?) ON CONFLICT(username) DO NOTHING RETURNING \(Self.userColumns)
             """,
-            [.text(id), .text(username), .text(passwordHash), .float(Date().timeIntervalSince1970)]
+            [.text(id), .text(username), .text(passwordHash), .float(Date().timeIntervalSince1970), .integer(isAdmin ? 1 : 0)]
         )
         return rows.first.flatMap(Self.user)
     }
@@ -233,11 +248,11 @@ final class JobStore: Sendable, Service {
 
     // MARK: Jobs
 
-    func insert(_ job: Job, ownerID: String) async throws {
+    func insert(_ job: Job, ownerID: String, bundleBytes: Int = 0) async throws {
         _ = try await connection.query(
-            "INSERT INTO jobs (id, owner_id, project, status, submitted_at, status_at, time_limit, memory_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, owner_id, project, status, submitted_at, status_at, time_limit, memory_limit, bundle_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [.text(job.id), .text(ownerID), .text(job.project), .text(job.status.rawValue), .float(job.submittedAt.timeIntervalSince1970),
-             .float(job.submittedAt.timeIntervalSince1970), .integer(job.timeLimit), .integer(job.memoryLimit)]
+             .float(job.submittedAt.timeIntervalSince1970), .integer(job.timeLimit), .integer(job.memoryLimit), .integer(bundleBytes)]
         )
     }
 

@@ -26,6 +26,7 @@ struct JobSettings: Sendable {
     var defaultTimeLimit = 3600, maxTimeLimit = 86_400
     var defaultMemoryLimit = 2048, maxMemoryLimit = 16_384
     var bundleLimits = BundleLimits()
+    var userLimits = UserLimits()
     /// Threads for blocking file work (upload writes, bundle checks, log reads), apart from NIO's
     /// shared pool so that many uploads at once do not queue behind each other two at a time.
     var fileThreads: NIOThreadPool = .singleton
@@ -67,12 +68,15 @@ struct JobsController {
 
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
-        // Limits in the query are checked before the upload streams in, so a refusal costs nothing.
+        // Limits in the query and the user's own limits are checked before the upload streams in,
+        // so a refusal costs nothing.
         _ = try jobLimits(request.uri.queryParameters, fields: [:])
+        try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: 0)
         let receiver = UploadReceiver(directory: settings.bundles, maxBytes: settings.maxUploadBytes, threads: settings.fileThreads)
         let upload = try await receiver.receive(request)
         let job: Job
         do {
+            try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: Int64(upload.bytes))
             let limits = try jobLimits(request.uri.queryParameters, fields: upload.fields)
             let bundleLimits = settings.bundleLimits
             let report = try await settings.fileThreads.runIfActive {
@@ -95,13 +99,13 @@ struct JobsController {
             throw error
         }
         BackendMetrics.uploaded(bytes: upload.bytes, accepted: true)
-        return try await submit(job, user: user)
+        return try await submit(job, user: user, bundleBytes: upload.bytes)
     }
 
     /// Records the job (outbox: it is on disk as `submitted` before anything else happens), hands it
     /// to the Producer and answers 201 with the job as it is now.
-    private func submit(_ job: Job, user: User) async throws -> EditedResponse<Job> {
-        try await store.insert(job, ownerID: user.id)
+    private func submit(_ job: Job, user: User, bundleBytes: Int) async throws -> EditedResponse<Job> {
+        try await store.insert(job, ownerID: user.id, bundleBytes: bundleBytes)
         var answered = job
         let message = JobMessage(
             jobID: job.id, owner: user.id, project: job.project, bundlePath: "bundles/\(job.id).zip",
@@ -143,6 +147,8 @@ struct JobsController {
     @Sendable func rerun(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
         let original = try await ownedJob(context)
+        let bundleBytes = try await store.bundleBytes(of: original.id)
+        try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: Int64(bundleBytes))
         let job = Job(
             id: UUID().uuidString.lowercased(), project: original.project, owner: user.username, status: .submitted,
             submittedAt: Date(), timeLimit: original.timeLimit, memoryLimit: original.memoryLimit
@@ -152,7 +158,7 @@ struct JobsController {
         guard link(from, to) == 0 || (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil else {
             throw APIError(.conflict, code: "job.no_bundle", message: "The bundle of job \(original.id) is gone; upload it again.")
         }
-        return try await submit(job, user: user)
+        return try await submit(job, user: user, bundleBytes: bundleBytes)
     }
 
     /// Deletes a finished job: its row, bundle, work folder, logs and result.

@@ -51,25 +51,50 @@ struct UploadReceiver: Sendable {
         var fields: [String: String] = [:]
         var fileName: String?
         var sawBundle = false
-        var fieldTooLong = false
+        // Everything besides the bundle is bounded: a form of a million tiny fields, a field of a
+        // gigabyte or endless part headers would otherwise all sit in the Backend's memory.
+        var problem: APIError?
+        var parts = 0, headerBytes = 0, bundleParts = 0
+        var partIsBundle = false
         func currentName() -> String? { headers["content-disposition"].flatMap { Self.parameter("name", in: $0) } }
-        parser.onHeader = { name, value in headers[name.lowercased()] = value }
+        parser.onHeader = { name, value in
+            headerBytes += name.utf8.count + value.utf8.count
+            if headerBytes > Self.maxHeaderBytes { problem = problem ?? Self.tooManyFields }
+            if headers.count < 16 { headers[name.lowercased()] = value }
+        }
         parser.onBody = { buffer in
-            guard let name = currentName() else { return }
+            guard problem == nil, let name = currentName() else { return }
             if name == "bundle" {
+                if !partIsBundle {
+                    partIsBundle = true
+                    bundleParts += 1
+                    if bundleParts > 1 { problem = APIError(.badRequest, code: "upload.duplicate_bundle", message: "The form has more than one bundle field; attach one zip.") }
+                }
                 sawBundle = true
                 fileName = fileName ?? headers["content-disposition"].flatMap { Self.parameter("filename", in: $0) }
                 pending.append(buffer)
             } else {
+                guard name.utf8.count <= 64, fields[name] != nil || fields.count < Self.maxFields else {
+                    problem = problem ?? Self.tooManyFields
+                    return
+                }
                 let text = buffer.readString(length: buffer.readableBytes) ?? ""
                 fields[name, default: ""] += text
-                if fields[name]!.count > 1024 { fieldTooLong = true }
+                if fields[name]!.utf8.count > 1024 {
+                    problem = problem ?? APIError(.badRequest, code: "upload.field_too_long", message: "A form field other than bundle is longer than 1024 bytes.")
+                }
             }
         }
-        parser.onPartComplete = { headers = [:] }
+        parser.onPartComplete = {
+            headers = [:]
+            headerBytes = 0
+            partIsBundle = false
+            parts += 1
+            if parts > Self.maxFields + 1 { problem = problem ?? Self.tooManyFields }
+        }
         for try await buffer in request.body {
             try parser.execute(buffer)
-            if fieldTooLong { throw APIError(.badRequest, code: "upload.field_too_long", message: "A form field other than bundle is longer than 1024 bytes.") }
+            if let problem { throw problem }
             for chunk in pending { try await file.append(chunk, limit: maxBytes) }
             pending.removeAll(keepingCapacity: true)
         }
@@ -79,6 +104,14 @@ struct UploadReceiver: Sendable {
         try await file.finish()
         return Upload(path: file.path, fileName: fileName, fields: fields.mapValues { $0.trimmingCharacters(in: .whitespacesAndNewlines) }, bytes: file.bytes)
     }
+
+    /// Form fields besides the bundle (the job's limits and a few to spare), and bytes of one part's headers.
+    static let maxFields = 16
+    static let maxHeaderBytes = 8192
+    static let tooManyFields = APIError(
+        .badRequest, code: "upload.too_many_fields",
+        message: "The form has too many fields or too long part headers; send the bundle and at most \(maxFields) small fields (timeLimit, memoryLimit)."
+    )
 
     /// A parameter of a header value: `boundary` in `multipart/form-data; boundary=x`, quoted or not.
     static func parameter(_ name: String, in header: String) -> String? {

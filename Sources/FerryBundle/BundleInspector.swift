@@ -23,7 +23,9 @@ public enum BundleInspector {
     public static func inspect(archive path: String, uploadName: String?, limits: BundleLimits = .init()) throws -> BundleReport {
         let reader: ZipReader
         do {
-            reader = try ZipReader(path: path)
+            reader = try ZipReader(path: path, maxEntries: limits.maxEntries)
+        } catch let error as ZipError where error.code == .limitExceeded {
+            throw BundleError("bundle.too_many_entries", "The zip has more entries than the \(limits.maxEntries) allowed. Leave large data sets out of the bundle, or zip many small files into one.")
         } catch let error as ZipError {
             throw openError(error, path: path)
         }

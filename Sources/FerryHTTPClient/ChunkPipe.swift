@@ -12,18 +12,39 @@ public final class ChunkPipe: @unchecked Sendable {
     private var failure: (any Error)?
     private var readerGone = false
     private let capacity: Int
+    /// How long one side may wait for the other before the pipe gives up (`Stalled`); nil waits forever.
+    private let idleTimeout: Duration?
 
-    public init(capacity: Int = 1 << 20) {
+    public init(capacity: Int = 1 << 20, idleTimeout: Duration? = nil) {
         self.capacity = capacity
+        self.idleTimeout = idleTimeout
     }
 
     struct ReaderGone: Error {}
 
-    /// Appends a chunk, waiting while the pipe is full. Throws once the reader has gone away.
+    /// The other side neither wrote nor read for the idle timeout (a client that stopped sending or taking).
+    public struct Stalled: Error, CustomStringConvertible {
+        public var description: String { "no data moved for the idle timeout" }
+    }
+
+    /// Waits once on the condition (locked by the caller); false when the idle timeout passed.
+    private func wait() -> Bool {
+        guard let idleTimeout else {
+            condition.wait()
+            return true
+        }
+        let seconds = Double(idleTimeout.components.seconds) + Double(idleTimeout.components.attoseconds) / 1e18
+        return condition.wait(until: Date().addingTimeInterval(seconds))
+    }
+
+    /// Appends a chunk, waiting while the pipe is full. Throws once the reader has gone away, or
+    /// when it took nothing for the idle timeout.
     func blockingWrite(_ chunk: [UInt8]) throws {
         condition.lock()
         defer { condition.unlock() }
-        while buffered >= capacity && !readerGone { condition.wait() }
+        while buffered >= capacity && !readerGone {
+            if !wait() { throw Stalled() }
+        }
         if readerGone { throw ReaderGone() }
         chunks.append(chunk)
         buffered += chunk.count
@@ -31,10 +52,13 @@ public final class ChunkPipe: @unchecked Sendable {
     }
 
     /// Up to `maxBytes` bytes, waiting for some; nil once the writer finished and all was read.
+    /// Throws `Stalled` when nothing came for the idle timeout.
     func blockingRead(maxBytes: Int) throws -> [UInt8]? {
         condition.lock()
         defer { condition.unlock() }
-        while chunks.isEmpty && !finished { condition.wait() }
+        while chunks.isEmpty && !finished {
+            if !wait() { throw Stalled() }
+        }
         if chunks.isEmpty {
             if let failure { throw failure }
             return nil

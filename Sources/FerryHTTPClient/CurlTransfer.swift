@@ -78,6 +78,10 @@ final class CurlTransfer: @unchecked Sendable {
         try check(ferry_curl_setopt_pointer(curl, CURLOPT_ERRORBUFFER, errorBuffer), "error buffer")
         try check(ferry_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, connectTimeout.milliseconds), "connect timeout")
         try check(ferry_curl_setopt_long(curl, CURLOPT_TIMEOUT_MS, timeout?.milliseconds ?? 0), "timeout")
+        if let lowSpeed = request.lowSpeed {
+            try check(ferry_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, lowSpeed.bytesPerSecond), "low speed limit")
+            try check(ferry_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, lowSpeed.seconds), "low speed time")
+        }
         try check(ferry_curl_setopt_data_callback(curl, CURLOPT_WRITEFUNCTION, curlWriteBody), "write callback")
         try check(ferry_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, context), "write data")
         try check(ferry_curl_setopt_data_callback(curl, CURLOPT_HEADERFUNCTION, curlReceiveHeader), "header callback")
@@ -191,6 +195,9 @@ final class CurlTransfer: @unchecked Sendable {
             do {
                 try pipe.blockingWrite(Array(buffer))
                 return buffer.count
+            } catch is ChunkPipe.Stalled {
+                failure = HTTPClientError(.stalled, "\(request.method) \(request.url): the reader of the response took nothing for too long")
+                return 0
             } catch {
                 failure = HTTPClientError(.cancelled, "\(request.method) \(request.url): the reader of the response went away")
                 return 0
@@ -218,6 +225,9 @@ final class CurlTransfer: @unchecked Sendable {
                 guard let chunk = try pipe.blockingRead(maxBytes: buffer.count) else { return 0 }
                 chunk.withUnsafeBytes { buffer.copyMemory(from: $0) }
                 return chunk.count
+            } catch is ChunkPipe.Stalled {
+                failure = HTTPClientError(.stalled, "\(request.method) \(request.url): the request body stopped arriving")
+                return Int(CURL_READFUNC_ABORT)
             } catch {
                 failure = HTTPClientError(.transferFailed, "\(request.method) \(request.url): the request body failed: \(error)")
                 return Int(CURL_READFUNC_ABORT)

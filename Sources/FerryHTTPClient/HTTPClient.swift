@@ -46,8 +46,8 @@ public final class HTTPClient: Sendable {
     /// Starts `request` and returns as soon as the response head arrived; the body follows through
     /// the returned pipe while the transfer goes on. Closing the pipe aborts the transfer. This is
     /// what a proxy needs: neither body is ever held whole in memory.
-    public func stream(_ request: HTTPRequest) async throws -> HTTPStreamedResponse {
-        let pipe = ChunkPipe()
+    public func stream(_ request: HTTPRequest, idleTimeout: Duration? = nil) async throws -> HTTPStreamedResponse {
+        let pipe = ChunkPipe(idleTimeout: idleTimeout)
         var request = request
         request.destination = .stream(pipe)
         let head = OneShot<(Int, [String: String])>()

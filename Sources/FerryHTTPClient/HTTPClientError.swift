@@ -9,6 +9,7 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
             case responseTooLarge = "response too large"
             case file = "file error"
             case cancelled = "cancelled"
+            case stalled = "stalled"
             case status = "error status"
         }
         private let value: Value
@@ -21,6 +22,8 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
         public static let responseTooLarge = Code(.responseTooLarge)
         public static let file = Code(.file)
         public static let cancelled = Code(.cancelled)
+        /// A streamed body stopped moving: the other side sent or took nothing for the idle timeout.
+        public static let stalled = Code(.stalled)
         /// The server answered with a non-2xx status (see `status` and `message`).
         public static let status = Code(.status)
 

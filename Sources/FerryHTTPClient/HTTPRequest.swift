@@ -27,6 +27,8 @@ public struct HTTPRequest: Sendable {
     public var destination: ResponseDestination
     /// The whole exchange must finish within this; nil waits as long as data keeps flowing.
     public var timeout: Duration?
+    /// Abort a transfer that moves fewer than `bytesPerSecond` for `seconds` (a trickling peer).
+    public var lowSpeed: (bytesPerSecond: Int, seconds: Int)?
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: Body = .none,

@@ -6,11 +6,14 @@ import Hummingbird
 /// Frontend): Hummingbird's basic context with Ferry's JSON date format (FerryDate) both ways.
 public struct FerryRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The connection's peer address, without the port.
+    public let peerAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 
-    public var requestDecoder: JSONDecoder { .ferry() }
+    public var requestDecoder: FerryJSONRequestDecoder { FerryJSONRequestDecoder() }
     public var responseEncoder: JSONEncoder { .ferry() }
 }

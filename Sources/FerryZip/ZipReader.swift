@@ -12,8 +12,20 @@ public final class ZipReader {
     public let path: String
     public let entries: [ZipEntry]
 
-    /// Opens `path` and reads its central directory, with libzip's consistency checks on.
-    public init(path: String) throws {
+    /// Opens `path` and reads its central directory, with libzip's consistency checks on. With
+    /// `maxEntries`, an archive that declares more entries (or a central directory larger than so
+    /// many entries need) is refused from its end record, before libzip reads the directory.
+    public init(path: String, maxEntries: Int? = nil) throws {
+        if let maxEntries, let record = try ZipDirectoryRecord.read(path: path) {
+            guard record.entries <= UInt64(maxEntries) else {
+                throw ZipError(.limitExceeded, "the archive has \(record.entries) entries; at most \(maxEntries) are allowed")
+            }
+            // 46 bytes of header per entry, and room for long names and extra fields.
+            let directoryLimit = UInt64(maxEntries) * 1_100 + 65_536
+            guard record.directoryBytes <= directoryLimit else {
+                throw ZipError(.limitExceeded, "the archive's directory takes \(record.directoryBytes >> 20) MiB, more than \(maxEntries) entries need")
+            }
+        }
         var code: Int32 = 0
         guard let archive = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &code) else {
             throw Self.openError(code: code, path: path)

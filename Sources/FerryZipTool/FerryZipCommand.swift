@@ -16,9 +16,12 @@ struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List entries from the central directory without extracting.")
 
     @Argument(help: "The archive to list.") var archive: String
+    @Option(help: "Refuse an archive that declares more entries, before reading its directory (as the Backend does).") var maxEntries: Int?
+    @OptionGroup var statistics: StatisticsOptions
 
     func run() throws {
-        let reader = try ZipReader(path: archive)
+        defer { statistics.report() }
+        let reader = try ZipReader(path: archive, maxEntries: maxEntries)
         for entry in reader.entries {
             let flags = entry.isEncrypted ? " encrypted" : ""
             print("\(entry.kind)\t\(entry.size)\t\(entry.compressedSize)\t\(entry.compression)\(flags)\t\(entry.name)")

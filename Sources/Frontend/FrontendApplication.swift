@@ -15,10 +15,20 @@ func buildFrontend(reader: ConfigReader) async throws -> some ApplicationProtoco
     let logger = try Logger.ferry(service: "frontend", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultFrontendPort)
     let backendURL = reader.string(forKey: ConfigKey(ConfigurationKeys.backendURL), default: "http://127.0.0.1:8081")
-    let client = HTTPClient(configuration: .init(maxConcurrentRequests: 64, defaultTimeout: nil), logger: logger)
-    let proxy = BackendProxy(backendURL: backendURL, client: client, logger: logger)
-    let pages = try await Pages.load(backendURL: backendURL, client: client, logger: logger)
-    return buildServiceApplication(service: "frontend", router: buildFrontendRouter(proxy: proxy, pages: pages), http: http, logger: logger)
+    let idle = reader.int(forKey: "frontend.idle-timeout", default: 60)
+    let total = reader.int(forKey: "frontend.transfer-timeout", default: 4 * 3600)
+    guard idle >= 5 else { throw ConfigurationError(key: "frontend.idle-timeout", message: "\(idle) s; use 5 seconds or more") }
+    guard total >= idle else { throw ConfigurationError(key: "frontend.transfer-timeout", message: "\(total) s; use at least the idle timeout (\(idle) s)") }
+    // Three clients, each with threads of its own: uploads that hang never hold up API calls, and
+    // neither holds up the pages' own calls to the Backend.
+    let api = HTTPClient(configuration: .init(maxConcurrentRequests: 64, defaultTimeout: nil), logger: logger)
+    let uploads = HTTPClient(configuration: .init(maxConcurrentRequests: 64, defaultTimeout: nil), logger: logger)
+    let pagesClient = HTTPClient(configuration: .init(maxConcurrentRequests: 16, defaultTimeout: .seconds(30)), logger: logger)
+    let proxy = BackendProxy(backendURL: backendURL, client: api, uploads: uploads, timeouts: ProxyTimeouts(idle: .seconds(idle), total: .seconds(total)), logger: logger)
+    let pages = try await Pages.load(backendURL: backendURL, client: pagesClient, logger: logger)
+    return buildServiceApplication(
+        service: "frontend", router: buildFrontendRouter(proxy: proxy, pages: pages), http: http, idleTimeout: .seconds(Int64(idle)), logger: logger
+    )
 }
 
 /// Static files in Public/ and their types.
@@ -33,6 +43,18 @@ struct AccountForm: Decodable {
     var password: String?
     var csrf: String?
     var next: String?
+    /// An invitation link's token (registration), the operator's setup token (setup).
+    var invite: String?
+    var token: String?
+}
+
+/// What the registration form shows: open, by invitation (with the link's token), or closed.
+private func registrationValues(_ registration: RegistrationInfo, invite: String?) -> [String: Any] {
+    let hasInvite = !(invite ?? "").isEmpty
+    return [
+        "invite": invite ?? "", "closed": registration.mode == "closed",
+        "needsInvite": registration.mode == "invite" && !hasInvite, "setupNeeded": registration.setupNeeded,
+    ]
 }
 
 /// The frontend service's routes; its dependencies are parameters so that tests can pass fakes.
@@ -60,13 +82,13 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
         let notice = query.get("loggedOut") != nil ? "You are logged out." : (query.get("next") != nil ? "Log in to continue." : nil)
         return accountForm("login", request: request, pages: pages, values: ["next": Pages.safeNext(query.get("next")), "notice": notice as Any])
     }
-    router.post("/login") { request, _ in
+    router.post("/login") { request, context in
         let form = try await readForm(request)
         let values: [String: Any] = ["username": form.username ?? "", "next": Pages.safeNext(form.next)]
-        guard formTokenMatches(form, request) else {
+        guard formTokenMatches(form, request), !CrossSite.isCrossSite(request) else {
             return accountForm("login", request: request, pages: pages, status: .forbidden, values: values.merging(["error": expiredForm]) { $1 })
         }
-        let answer = try await pages.backend("POST", "/api/v1/auth/session", request: request, body: ["username": form.username ?? "", "password": form.password ?? ""])
+        let answer = try await pages.backend("POST", "/api/v1/auth/session", request: request, context: context, body: ["username": form.username ?? "", "password": form.password ?? ""])
         guard answer.status == 200, let cookie = answer.headers["set-cookie"] else {
             return accountForm("login", request: request, pages: pages, status: .init(code: answer.status), values: values.merging(["error": Pages.errorMessage(answer)]) { $1 })
         }
@@ -74,22 +96,45 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
     }
     router.get("/register") { request, _ in
         if try await pages.session(of: request) != nil { return Pages.redirect(to: "/upload") }
-        return accountForm("register", request: request, pages: pages)
+        let registration = try await pages.registration(request: request)
+        return accountForm("register", request: request, pages: pages, values: registrationValues(registration, invite: request.uri.queryParameters.get("invite")))
     }
-    router.post("/register") { request, _ in
+    router.post("/register") { request, context in
         let form = try await readForm(request)
-        let values: [String: Any] = ["username": form.username ?? ""]
-        guard formTokenMatches(form, request) else {
+        let registration = try await pages.registration(request: request)
+        let values: [String: Any] = registrationValues(registration, invite: form.invite).merging(["username": form.username ?? ""]) { $1 }
+        guard formTokenMatches(form, request), !CrossSite.isCrossSite(request) else {
             return accountForm("register", request: request, pages: pages, status: .forbidden, values: values.merging(["error": expiredForm]) { $1 })
         }
-        let credentials = ["username": form.username ?? "", "password": form.password ?? ""]
-        let created = try await pages.backend("POST", "/api/v1/auth/register", request: request, body: credentials)
+        var credentials = ["username": form.username ?? "", "password": form.password ?? ""]
+        if let invite = form.invite, !invite.isEmpty { credentials["invite"] = invite }
+        let created = try await pages.backend("POST", "/api/v1/auth/register", request: request, context: context, body: credentials)
         guard created.status == 201 else {
             return accountForm("register", request: request, pages: pages, status: .init(code: created.status), values: values.merging(["error": Pages.errorMessage(created)]) { $1 })
         }
-        let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, body: credentials)
+        let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, context: context, body: ["username": credentials["username"]!, "password": credentials["password"]!])
         guard session.status == 200, let cookie = session.headers["set-cookie"] else { return Pages.redirect(to: "/login") }
         return Pages.redirect(to: "/upload?welcome=1", headers: [.setCookie: cookie])
+    }
+    // The first administrator, with the operator's one-time setup token (scripts/run prints the link).
+    router.get("/setup") { request, _ in
+        let registration = try await pages.registration(request: request)
+        return accountForm("setup", request: request, pages: pages, values: ["token": request.uri.queryParameters.get("token") ?? "", "done": !registration.setupNeeded])
+    }
+    router.post("/setup") { request, context in
+        let form = try await readForm(request)
+        let values: [String: Any] = ["username": form.username ?? "", "token": form.token ?? ""]
+        guard formTokenMatches(form, request), !CrossSite.isCrossSite(request) else {
+            return accountForm("setup", request: request, pages: pages, status: .forbidden, values: values.merging(["error": expiredForm]) { $1 })
+        }
+        let setup = ["token": form.token ?? "", "username": form.username ?? "", "password": form.password ?? ""]
+        let created = try await pages.backend("POST", "/api/v1/auth/setup", request: request, context: context, body: setup)
+        guard created.status == 201 else {
+            return accountForm("setup", request: request, pages: pages, status: .init(code: created.status), values: values.merging(["error": Pages.errorMessage(created)]) { $1 })
+        }
+        let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, context: context, body: ["username": setup["username"]!, "password": setup["password"]!])
+        guard session.status == 200, let cookie = session.headers["set-cookie"] else { return Pages.redirect(to: "/login") }
+        return Pages.redirect(to: "/admin", headers: [.setCookie: cookie])
     }
     router.get("/logout") { request, _ in
         guard let session = try await pages.session(of: request) else { return Pages.redirect(to: "/login") }
@@ -97,6 +142,9 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
     }
     router.post("/logout") { request, _ in
         let form = try await readForm(request)
+        guard !CrossSite.isCrossSite(request) else {
+            return pages.render("logout", title: "Log out", session: try await pages.session(of: request), status: .forbidden, values: ["error": expiredForm])
+        }
         let answer = try await pages.backend("DELETE", "/api/v1/auth/session", request: request, headers: [("X-CSRF-Token", form.csrf ?? "")])
         guard answer.status == 204 || answer.status == 401 else {
             return pages.render("logout", title: "Log out", session: try await pages.session(of: request), status: .forbidden, values: ["error": expiredForm])
@@ -155,7 +203,7 @@ private func accountForm(_ template: String, request: Request, pages: Pages, sta
     }
     var context = values
     context["formToken"] = token
-    let title = template == "login" ? "Log in" : "Create an account"
+    let title = ["login": "Log in", "setup": "Set up Ferry"][template] ?? "Create an account"
     return pages.render(template, title: title, session: nil, status: status, values: context, headers: headers)
 }
 

@@ -14,6 +14,12 @@ struct BrowserSession: Decodable, Sendable {
     var csrfToken: String?
 }
 
+/// Who may register, and whether the first administrator is still to be set up (`GET /api/v1/auth/registration`).
+struct RegistrationInfo: Decodable, Sendable {
+    var mode: String
+    var setupNeeded: Bool
+}
+
 /// Renders Ferry's pages from the Mustache templates in Templates/ (one layout, one template per
 /// page) and asks the Backend who a browser is. The pages' data comes from the public API, which the
 /// pages' scripts call with the session cookie and the CSRF token the layout puts in a meta tag.
@@ -40,11 +46,20 @@ struct Pages: Sendable {
         return try response.decode(BrowserSession.self)
     }
 
+    /// Who may register here; open when the Backend cannot say.
+    func registration(request: Request) async throws -> RegistrationInfo {
+        let answer = try await backend("GET", "/api/v1/auth/registration", request: request)
+        return (try? answer.decode(RegistrationInfo.self)) ?? RegistrationInfo(mode: "open", setupNeeded: false)
+    }
+
     /// Calls the Backend for the browser: its cookie, its address, and JSON both ways.
-    func backend(_ method: String, _ path: String, request: Request, body: (any Encodable)? = nil, headers: [(name: String, value: String)] = []) async throws -> FerryHTTPClient.HTTPResponse {
+    func backend(
+        _ method: String, _ path: String, request: Request, context: FerryRequestContext? = nil, body: (any Encodable)? = nil, headers: [(name: String, value: String)] = []
+    ) async throws -> FerryHTTPClient.HTTPResponse {
         var forwarded = headers
         if let cookie = request.headers[.cookie] { forwarded.append(("Cookie", cookie)) }
         if let proto = request.headers[HTTPField.Name("X-Forwarded-Proto")!] { forwarded.append(("X-Forwarded-Proto", proto)) }
+        if let context { forwarded.append(("X-Forwarded-For", BackendProxy.forwardedFor(request, peer: context.peerAddress))) }
         var bodyBytes = FerryHTTPClient.HTTPRequest.Body.none
         if let body {
             forwarded.append(("Content-Type", "application/json"))
@@ -78,9 +93,22 @@ struct Pages: Sendable {
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
-    /// Where to go after logging in: a path on this site from `next`, else the results.
+    /// Where to go after logging in: a path on this site from `next`, else the results. A browser
+    /// drops tabs and newlines and reads `\\` as `/`, so `/\t/evil.example` would leave the site:
+    /// anything with a control character or a backslash, also percent-encoded, is refused, and what
+    /// is left must parse as a path without scheme or host.
     static func safeNext(_ next: String?) -> String {
-        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"), !next.contains("\n") else { return "/results" }
+        func plainPath(_ text: String) -> Bool {
+            text.hasPrefix("/") && !text.hasPrefix("//") && !text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" }
+        }
+        guard let next, next.utf8.count <= 2048, plainPath(next) else { return "/results" }
+        var decoded = next
+        for _ in 0..<3 {
+            guard let once = decoded.removingPercentEncoding, once != decoded else { break }
+            guard plainPath(once) else { return "/results" }
+            decoded = once
+        }
+        guard let url = URLComponents(string: next), url.scheme == nil, url.host == nil, url.path.hasPrefix("/") else { return "/results" }
         return next
     }
 

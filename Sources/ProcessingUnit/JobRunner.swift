@@ -90,7 +90,7 @@ struct JobRunner: Sendable {
         let report = try await NIOThreadPool.singleton.runIfActive {
             let limits = settings.bundleLimits
             let report = try BundleInspector.inspect(archive: bundle, uploadName: message.project + ".zip", limits: limits)
-            try ZipReader(path: bundle).extractAll(
+            try ZipReader(path: bundle, maxEntries: limits.maxEntries).extractAll(
                 into: work, limits: .init(maxEntries: limits.maxEntries, maxTotalBytes: limits.maxUncompressedBytes),
                 including: { !BundleInspector.isLitter(name: $0.name) }
             )

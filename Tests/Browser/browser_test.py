@@ -26,6 +26,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 PASSWORD = "a long enough password"
+NEW_PASSWORD = "another long password"
 
 
 class Browser:
@@ -102,7 +103,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--artifacts", required=True)
-    parser.add_argument("--admin", required=True, help="a user name the Backend makes an administrator")
+    parser.add_argument("--setup-token", required=True, help="the Backend's one-time token for the first administrator")
     arguments = parser.parse_args()
     os.makedirs(arguments.artifacts, exist_ok=True)
     work = tempfile.mkdtemp(prefix="ferry-browser-")
@@ -202,12 +203,19 @@ def main():
         expect("while it ran" in browser.find("#reason").text, "the reason says it was canceled while running")
         browser.shot("job-canceled")
 
-        # Settings: a token and a curl example that uses it.
+        # Settings: a token and a curl example that uses it; then a new password, which revokes the token.
         browser.go("/settings")
         browser.find("#new-token").click()
         token = browser.visible("#token-box input").get_attribute("value")
         expect(len(token) == 64 and token in browser.find("#curl-example").text, "the curl example shows the new token")
         browser.shot("settings")
+        browser.find("#current-password").send_keys(PASSWORD)
+        browser.find("#new-password").send_keys(NEW_PASSWORD)
+        browser.find("#password-form button").click()
+        notice = browser.visible("#password-notice", 20)
+        expect("changed" in notice.text, f"the password change is confirmed, got {notice.text!r}")
+        browser.go("/results")
+        expect(browser.path().startswith("/results"), "this browser stays logged in after changing the password")
 
         # A small screen: the results page stays readable.
         driver.set_window_size(390, 844)
@@ -218,15 +226,25 @@ def main():
         browser.driver.save_screenshot(os.path.join(arguments.artifacts, "small-screen-results.png"))
         driver.set_window_size(1280, 900)
 
-        # The administrator sees the queue, the units, every job and the accounts.
+        # The first administrator comes from the operator's setup link, not from registering first.
+        expect("/admin" not in [a.get_attribute("href").replace(arguments.url, "") for a in driver.find_elements(By.CSS_SELECTOR, "header a")],
+               "a researcher who registered first is not an administrator")
         driver.find_element(By.CSS_SELECTOR, "header form[action='/logout'] button").click()
         browser.wait("logged out", lambda: browser.path().startswith("/login"))
-        browser.submit_account_form("/register", arguments.admin)
-        browser.wait("the admin logged in", lambda: browser.path().startswith("/upload"))
-        browser.go("/admin")
+        browser.go("/setup?token=" + arguments.setup_token)
+        expect(browser.find("#token").get_attribute("value") == arguments.setup_token, "the setup link fills in its token")
+        browser.find("#username").send_keys("lab-admin")
+        browser.find("#password").send_keys(PASSWORD)
+        browser.shot("setup")
+        browser.find("form[action='/setup'] button").click()
+        browser.wait("the admin page after the setup", lambda: browser.path().startswith("/admin"), 20)
         browser.wait("the admin page's figures", lambda: "Waiting in the queue" in browser.find("#stats").text, 20)
         browser.wait("everyone's jobs", lambda: "long-simulation" in browser.find("#all-jobs").text, 20)
         expect(username in browser.find("#users").text, "the accounts list the researcher")
+        browser.find("#new-invite").click()
+        link = browser.visible("#invite-box input").get_attribute("value")
+        expect("/register?invite=" in link, f"an invitation link is shown, got {link!r}")
+        browser.wait("the invitation in the list", lambda: "not yet" in browser.find("#invites").text, 20)
         browser.shot("admin")
         print("browser test: every step passed")
         return 0

@@ -19,8 +19,9 @@ struct BrowserTests {
         }
         let artifacts = Self.root + "/.build/test-artifacts/browser"
         try? FileManager.default.removeItem(atPath: artifacts)
+        let setupToken = try #require(stack.setupToken, "the Backend left no setup token in \(stack.data.file("backend"))")
         let run = try await ChildProcess.run(
-            python, [Self.root + "/Tests/Browser/browser_test.py", "--url", stack.frontendURL, "--artifacts", artifacts, "--admin", Stack.administrator],
+            python, [Self.root + "/Tests/Browser/browser_test.py", "--url", stack.frontendURL, "--artifacts", artifacts, "--setup-token", setupToken],
             includingErrors: true
         )
         #expect(run.status == 0, "the browser test failed (screenshots in \(artifacts)):\n\(run.output)\nservices said:\n\(stack.logs)")

@@ -25,8 +25,10 @@ final class Stack: Sendable {
     static let amqpURL = ProcessInfo.processInfo.environment["FERRY_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5679/"
     static let managementURL = ProcessInfo.processInfo.environment["FERRY_TEST_RABBITMQ_MANAGEMENT_URL"] ?? "http://127.0.0.1:15679"
 
-    /// The account the Backend makes an administrator by configuration (`auth.admins`).
-    static let administrator = "lab-admin"
+    /// The one-time token the Backend leaves for the operator to set up the first administrator.
+    var setupToken: String? {
+        (try? String(contentsOfFile: data.file("backend/setup-token"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 
     private init(data: TemporaryDirectory, backendURL: String, frontendURL: String, unitURL: String, consumerURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
         self.data = data
@@ -58,7 +60,7 @@ final class Stack: Sendable {
                 // Small output limits, so that the disk-filler and file-count tests end quickly.
                 ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000"] + unitArguments),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
-                ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4", "--auth-admins", administrator]),
+                ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
                 ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),
             ] {
                 let service = try RunningService(executable, arguments: ["--http-port", "\(port)"] + common + extra)

@@ -45,16 +45,49 @@
         try { await ferry.api(`/api/v1/admin/users/${user.id}/${user.disabled ? "enable" : "disable"}`, { method: "POST" }); await accounts(); ferry.show(error, ""); }
         catch (e) { ferry.show(error, e.message); }
       });
-      return ferry.el("tr", {}, ferry.el("td", { text: user.username }), ferry.el("td", { text: user.isAdmin ? "administrator" : "researcher" }),
+      const role = ferry.el("button", { type: "button", class: "secondary small", text: user.isAdmin ? "Remove administration" : "Make administrator",
+        "aria-label": (user.isAdmin ? "Remove administration from " : "Make administrator: ") + user.username });
+      role.addEventListener("click", async () => {
+        try { await ferry.api(`/api/v1/admin/users/${user.id}/admin`, { method: user.isAdmin ? "DELETE" : "POST" }); await accounts(); ferry.show(error, ""); }
+        catch (e) { ferry.show(error, e.message); }
+      });
+      return ferry.el("tr", {}, ferry.el("td", { text: user.username }),
+        ferry.el("td", {}, ferry.el("span", { text: (user.isAdmin ? "administrator" : "researcher") + " " }), role),
         ferry.el("td", { class: "optional", text: ferry.when(user.createdAt) }), ferry.el("td", { text: String(user.jobs) }),
         ferry.el("td", {}, ferry.el("span", { class: "muted", text: user.disabled ? "disabled " : "active " }), button));
     }));
   }
 
+  const invites = document.querySelector("#invites tbody"), inviteBox = document.getElementById("invite-box"), inviteLink = document.getElementById("invite-link");
+  async function invitations() {
+    const data = await ferry.json("/api/v1/admin/invites");
+    invites.replaceChildren(...(data.invites.length ? data.invites.map((invite) => {
+      const cell = ferry.el("td", {}, ferry.el("code", { text: invite.id }));
+      if (!invite.usedBy) {
+        const withdraw = ferry.el("button", { type: "button", class: "secondary small", text: "Withdraw", "aria-label": "Withdraw invitation " + invite.id });
+        withdraw.addEventListener("click", async () => {
+          try { await ferry.api(`/api/v1/admin/invites/${invite.id}`, { method: "DELETE" }); await invitations(); } catch (e) { ferry.show(error, e.message); }
+        });
+        cell.append(" ", withdraw);
+      }
+      return ferry.el("tr", {}, cell, ferry.el("td", { text: invite.createdBy || "—" }),
+        ferry.el("td", { class: "optional", text: ferry.when(invite.expiresAt) }), ferry.el("td", { text: invite.usedBy || "not yet" }));
+    }) : [ferry.el("tr", {}, ferry.el("td", { colspan: "4", class: "muted", text: "No invitations yet." }))]));
+  }
+  document.getElementById("new-invite").addEventListener("click", async () => {
+    try {
+      const issued = await ferry.json("/api/v1/admin/invites", { method: "POST" });
+      inviteLink.value = location.origin + issued.path; inviteBox.classList.remove("hidden");
+      inviteLink.focus(); inviteLink.select();
+      await invitations(); ferry.show(error, "");
+    } catch (e) { ferry.show(error, e.message); }
+  });
+
   const poller = ferry.poll(async () => {
     try { await Promise.all([overview(), allJobs()]); ferry.show(error, ""); } catch (e) { ferry.show(error, e.message); }
   }, 5000);
   accounts().catch((e) => ferry.show(error, e.message));
+  invitations().catch((e) => ferry.show(error, e.message));
   older.addEventListener("click", () => { if (next) { cursors.push(next); poller.refresh(); } });
   newer.addEventListener("click", () => { if (cursors.length > 1) { cursors.pop(); poller.refresh(); } });
 })();

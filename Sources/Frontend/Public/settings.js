@@ -1,4 +1,4 @@
-// The settings page: create an API token (shown once) and revoke all of them.
+// The settings page: change the password, create an API token (shown once) and revoke all of them.
 "use strict";
 (() => {
   const error = document.getElementById("token-error"), notice = document.getElementById("token-notice");
@@ -21,5 +21,18 @@
       box.classList.add("hidden"); placeholder.textContent = "your-token";
       ferry.show(notice, "All your tokens are revoked. This browser stays logged in.");
     } catch (e) { ferry.show(error, e.message); }
+  });
+  const passwordForm = document.getElementById("password-form");
+  const passwordError = document.getElementById("password-error"), passwordNotice = document.getElementById("password-notice");
+  passwordForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    ferry.show(passwordError, ""); ferry.show(passwordNotice, "");
+    const current = document.getElementById("current-password"), next = document.getElementById("new-password");
+    try {
+      await ferry.api("/api/v1/auth/password", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ currentPassword: current.value, newPassword: next.value }) });
+      current.value = ""; next.value = "";
+      ferry.show(passwordNotice, "Your password is changed. Every other session and all your API tokens have ended.");
+    } catch (e) { ferry.show(passwordError, e.message); }
   });
 })();

@@ -1,5 +1,6 @@
 @testable import Backend
 import FerryContracts
+import FerryService
 import FerryTestSupport
 import Foundation
 import Hummingbird
@@ -43,27 +44,35 @@ struct BackendRouterTests {
         let app: Application<RouterResponder<BackendContext>>
     }
 
-    static func fixture(producerAvailable: Bool = true) async throws -> Fixture {
+    /// The test Backend's accounts: cheap hashes, a quick login slowdown.
+    static var testAuth: AuthSettings {
+        var auth = AuthSettings(bcryptCost: 4)
+        auth.accountThrottle = LoginThrottle(freeAttempts: 3)
+        return auth
+    }
+
+    static func fixture(producerAvailable: Bool = true, auth: AuthSettings = testAuth, userLimits: UserLimits = UserLimits()) async throws -> Fixture {
         let directory = try TemporaryDirectory()
         let store = try await JobStore.open(path: directory.file("backend/ferry.sqlite"), logger: Logger(label: "test"))
-        let settings = JobSettings(dataDirectory: directory.path)
+        var settings = JobSettings(dataDirectory: directory.path)
+        settings.userLimits = userLimits
         try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
         let queue = RecordingQueue(available: producerAvailable)
         let control = RecordingControl()
-        let router = router(store: store, queue: queue, control: control, settings: settings)
+        let router = router(store: store, queue: queue, control: control, settings: settings, auth: auth)
         return Fixture(directory: directory, store: store, queue: queue, control: control, app: Application(router: router))
     }
 
-    static func router(store: JobStore, queue: RecordingQueue, control: RecordingControl, settings: JobSettings) -> Router<BackendContext> {
-        buildBackendRouter(
-            store: store, queue: queue, control: control, settings: settings,
-            auth: AuthSettings(bcryptCost: 4, admins: [], throttle: LoginThrottle(freeAttempts: 3)), logger: Logger(label: "test")
-        )
+    static func router(store: JobStore, queue: RecordingQueue, control: RecordingControl, settings: JobSettings, auth: AuthSettings = testAuth) -> Router<BackendContext> {
+        buildBackendRouter(store: store, queue: queue, control: control, settings: settings, auth: auth, logger: Logger(label: "test"))
     }
 
     /// Runs `body` against a fresh Backend router and closes its database afterwards.
-    static func withFixture(producerAvailable: Bool = true, _ body: @escaping @Sendable (Fixture, any TestClientProtocol) async throws -> Void) async throws {
-        let fixture = try await fixture(producerAvailable: producerAvailable)
+    static func withFixture(
+        producerAvailable: Bool = true, auth: AuthSettings = testAuth, userLimits: UserLimits = UserLimits(),
+        _ body: @escaping @Sendable (Fixture, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let fixture = try await fixture(producerAvailable: producerAvailable, auth: auth, userLimits: userLimits)
         do {
             try await fixture.app.test(.router) { client in try await body(fixture, client) }
         } catch {
@@ -217,6 +226,21 @@ struct LoginToken: Decodable {
 }
 
 extension TestClientProtocol {
+    /// Makes `name` the first administrator with the operator's setup token, and logs in; returns the bearer token.
+    func administrator(_ name: String, store: JobStore) async throws -> String {
+        let token = Tokens.generate()
+        try await store.storeSetupToken(hash: Tokens.hash(token))
+        let setup = ByteBuffer(string: #"{"token":"\#(token)","username":"\#(name)","password":"correct horse battery"}"#)
+        try await execute(uri: "/api/v1/auth/setup", method: .post, headers: [.contentType: "application/json"], body: setup) { response in
+            #expect(response.status == .created, "\(String(buffer: response.body))")
+        }
+        let credentials = ByteBuffer(string: #"{"username":"\#(name)","password":"correct horse battery"}"#)
+        return try await execute(uri: "/api/v1/auth/login", method: .post, headers: [.contentType: "application/json"], body: credentials) { response in
+            #expect(response.status == .ok)
+            return try JSONDecoder.ferry().decode(LoginToken.self, from: response.body).token
+        }
+    }
+
     /// Registers `name` and logs in; returns the bearer token.
     func account(_ name: String) async throws -> String {
         let credentials = ByteBuffer(string: #"{"username":"\#(name)","password":"correct horse battery"}"#)

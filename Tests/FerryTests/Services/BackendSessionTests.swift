@@ -166,7 +166,7 @@ struct BackendSessionTests {
 
     @Test func administratorsSeeEverythingAndCanDisableAnAccount() async throws {
         try await BackendRouterTests.withFixture { fixture, client in
-            let admin = try await client.account("root-person")  // the first account is an administrator
+            let admin = try await client.administrator("root-person", store: fixture.store)  // by the operator's setup token
             let mallory = try await client.account("mallory")
             _ = try await Self.upload(client, token: mallory)
             try await client.execute(uri: "/api/v1/admin/overview", method: .get, headers: [.authorization: "Bearer \(mallory)"]) { response in

@@ -1,3 +1,4 @@
+import FerryBundle
 import FerryZip
 import FerryTestSupport
 import Foundation
@@ -109,5 +110,59 @@ struct HostileArchiveTests {
         let tooBig = #expect(throws: ZipError.self) { try reader.extractAll(into: work.path, limits: .init(maxTotalBytes: 1000)) }
         #expect(tooBig?.code == .limitExceeded)
         #expect(!FileManager.default.fileExists(atPath: work.file("project")))
+    }
+}
+
+/// An upload that declares millions of entries is refused from its end record, before libzip reads
+/// its central directory into memory (a 1 GiB zip of 20 million tiny entries cost gigabytes).
+@Suite("Archives that declare too many entries")
+struct DeclaredEntriesTests {
+    /// A zip64 archive whose central directory lists `count` empty files (and no file data: the
+    /// directory alone is what costs memory).
+    static func directoryOnly(entries count: Int, to path: String) throws {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        func le(_ value: UInt64, _ bytes: Int) -> [UInt8] { (0..<bytes).map { UInt8((value >> (8 * UInt64($0))) & 0xFF) } }
+        var chunk: [UInt8] = []
+        var directoryBytes: UInt64 = 0
+        for index in 0..<count {
+            let name = Array("f\(index)".utf8)
+            chunk += le(0x0201_4B50, 4) + le(0x0314, 2) + le(20, 2) + le(0, 2) + le(0, 2) + le(0, 2) + le(0x21, 2)
+            chunk += le(0, 4) + le(0, 4) + le(0, 4) + le(UInt64(name.count), 2) + le(0, 2) + le(0, 2)
+            chunk += le(0, 2) + le(0, 2) + le(0o100644 << 16, 4) + le(0, 4) + name
+            if chunk.count > 1 << 20 {
+                directoryBytes += UInt64(chunk.count)
+                handle.write(Data(chunk))
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        directoryBytes += UInt64(chunk.count)
+        let zip64Record = directoryBytes
+        chunk += le(0x0606_4B50, 4) + le(44, 8) + le(45, 2) + le(45, 2) + le(0, 4) + le(0, 4)
+        chunk += le(UInt64(count), 8) + le(UInt64(count), 8) + le(directoryBytes, 8) + le(0, 8)
+        chunk += le(0x0706_4B50, 4) + le(0, 4) + le(zip64Record, 8) + le(1, 4)
+        chunk += le(0x0605_4B50, 4) + le(0, 2) + le(0, 2) + le(0xFFFF, 2) + le(0xFFFF, 2) + le(0xFFFF_FFFF, 4) + le(0xFFFF_FFFF, 4) + le(0, 2)
+        handle.write(Data(chunk))
+    }
+
+    @Test func aMillionDeclaredEntriesAreRefusedWithoutReadingTheDirectory() async throws {
+        let work = try TemporaryDirectory()
+        let zip = work.file("million.zip")
+        try Self.directoryOnly(entries: 1_000_000, to: zip)
+        #expect(try ZipDirectoryRecord.read(path: zip)?.entries == 1_000_000)
+        let listed = try await ChildProcess.run(BuildProducts.path("ferry-zip"), ["list", "--max-entries", "20000", "--stats", zip], includingErrors: true)
+        #expect(listed.status != 0)
+        #expect(listed.output.contains("1000000 entries; at most 20000"), "\(listed.output.prefix(500))")
+        let peak = try #require(listed.peakMemory)
+        #expect(peak < 64 << 20, "ferry-zip used \(peak >> 20) MiB to refuse the archive")
+        // The upload check refuses it the same way, with the bundle's own code.
+        #expect(throws: BundleError.self) { try BundleInspector.inspect(archive: zip, uploadName: "million.zip") }
+        do {
+            _ = try BundleInspector.inspect(archive: zip, uploadName: "million.zip")
+        } catch let error as BundleError {
+            #expect(error.code == "bundle.too_many_entries")
+            #expect(!error.message.contains(work.path), "the message names a server path")
+        }
     }
 }
