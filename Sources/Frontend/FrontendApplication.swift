@@ -108,13 +108,9 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
         }
         var credentials = ["username": form.username ?? "", "password": form.password ?? ""]
         if let invite = form.invite, !invite.isEmpty { credentials["invite"] = invite }
-        let created = try await pages.backend("POST", "/api/v1/auth/register", request: request, context: context, body: credentials)
-        guard created.status == 201 else {
-            return accountForm("register", request: request, pages: pages, status: .init(code: created.status), values: values.merging(["error": Pages.errorMessage(created)]) { $1 })
-        }
-        let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, context: context, body: ["username": credentials["username"]!, "password": credentials["password"]!])
-        guard session.status == 200, let cookie = session.headers["set-cookie"] else { return Pages.redirect(to: "/login") }
-        return Pages.redirect(to: "/upload?welcome=1", headers: [.setCookie: cookie])
+        return try await createAccount(
+            "register", at: "/api/v1/auth/register", body: credentials, then: "/upload?welcome=1", values: values, request: request, context: context, pages: pages
+        )
     }
     // The first administrator, with the operator's one-time setup token (scripts/run prints the link).
     router.get("/setup") { request, _ in
@@ -128,13 +124,7 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
             return accountForm("setup", request: request, pages: pages, status: .forbidden, values: values.merging(["error": expiredForm]) { $1 })
         }
         let setup = ["token": form.token ?? "", "username": form.username ?? "", "password": form.password ?? ""]
-        let created = try await pages.backend("POST", "/api/v1/auth/setup", request: request, context: context, body: setup)
-        guard created.status == 201 else {
-            return accountForm("setup", request: request, pages: pages, status: .init(code: created.status), values: values.merging(["error": Pages.errorMessage(created)]) { $1 })
-        }
-        let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, context: context, body: ["username": setup["username"]!, "password": setup["password"]!])
-        guard session.status == 200, let cookie = session.headers["set-cookie"] else { return Pages.redirect(to: "/login") }
-        return Pages.redirect(to: "/admin", headers: [.setCookie: cookie])
+        return try await createAccount("setup", at: "/api/v1/auth/setup", body: setup, then: "/admin", values: values, request: request, context: context, pages: pages)
     }
     router.get("/logout") { request, _ in
         guard let session = try await pages.session(of: request) else { return Pages.redirect(to: "/login") }
@@ -205,6 +195,22 @@ private func accountForm(_ template: String, request: Request, pages: Pages, sta
     context["formToken"] = token
     let title = ["login": "Log in", "setup": "Set up Ferry"][template] ?? "Create an account"
     return pages.render(template, title: title, session: nil, status: status, values: context, headers: headers)
+}
+
+/// Asks the Backend to make the account the form describes (`body` has its username and password);
+/// once it did, logs the browser in and sends it to `destination`, else shows the form with the error.
+private func createAccount(
+    _ template: String, at path: String, body: [String: String], then destination: String, values: [String: Any],
+    request: Request, context: FerryRequestContext, pages: Pages
+) async throws -> Response {
+    let created = try await pages.backend("POST", path, request: request, context: context, body: body)
+    guard created.status == 201 else {
+        return accountForm(template, request: request, pages: pages, status: .init(code: created.status), values: values.merging(["error": Pages.errorMessage(created)]) { $1 })
+    }
+    let credentials = ["username": body["username"] ?? "", "password": body["password"] ?? ""]
+    let session = try await pages.backend("POST", "/api/v1/auth/session", request: request, context: context, body: credentials)
+    guard session.status == 200, let cookie = session.headers["set-cookie"] else { return Pages.redirect(to: "/login") }
+    return Pages.redirect(to: destination, headers: [.setCookie: cookie])
 }
 
 private func formTokenMatches(_ form: AccountForm, _ request: Request) -> Bool {

@@ -14,10 +14,10 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProcessingUnitPort)
     var settings = try UnitSettings(reader: reader, port: http.port)
     // The job and build users pass through jobs/ and envs/ to their own folders and can list
-    // neither; results/ is only the unit's and the Backend's.
-    for (folder, mode) in [(settings.jobs, mode_t(0o711)), (settings.environments, 0o711), (settings.results, 0o711)] {
+    // neither. A folder the operator made keeps its mode (scripts/run makes these 0711, results/ 0700).
+    for folder in [settings.jobs, settings.environments, settings.results] where !FileManager.default.fileExists(atPath: folder) {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        chmod(folder, mode)
+        chmod(folder, 0o711)
     }
     var sandboxSettings = try SandboxSettings(reader: reader)
     // A sandboxed job's interpreter must be reachable by the job user: Debian's /usr/bin/python3

@@ -207,6 +207,30 @@ struct SandboxTests {
         #expect(processesOf(job.id).isEmpty)
     }
 
+    /// Whoever can publish to the broker could queue a job message of their own; the Consumer checks
+    /// every field and dead-letters one that does not check out, and the unit never sees it.
+    @Test func aJobMessageThatDoesNotCheckOutIsDeadLetteredNotRun() async throws {
+        let escape = "ferry-escape-\(UUID().uuidString)"
+        let before = try await stack.messages(in: "ferry.dead-letters")
+        let owner = UUID().uuidString.lowercased()
+        let hostile = [
+            #"{"version":1,"jobID":"../../../../../../tmp/\#(escape)","owner":"\#(owner)","project":"p","bundlePath":"bundles/x.zip","limits":{"timeLimitSeconds":60,"memoryLimitMiB":64},"submittedAt":"2026-12-01T10:00:00.000Z"}"#,
+            #"{"version":1,"jobID":"\#(UUID().uuidString.lowercased())","owner":"\#(owner)","project":"p","bundlePath":"../../../etc/shadow","limits":{"timeLimitSeconds":60,"memoryLimitMiB":64},"submittedAt":"2026-12-01T10:00:00.000Z"}"#,
+            #"{"version":1,"jobID":"\#(UUID().uuidString.lowercased())","owner":"\#(owner)","project":"p","bundlePath":"bundles/x.zip","limits":{"timeLimitSeconds":60,"memoryLimitMiB":-1},"submittedAt":"2026-12-01T10:00:00.000Z"}"#,
+        ]
+        for message in hostile { try await stack.publish(message, to: "ferry.jobs") }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try await stack.messages(in: "ferry.dead-letters") < before + hostile.count {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(try await stack.messages(in: "ferry.dead-letters") == before + hostile.count, "hostile messages were not dead-lettered")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/\(escape)"))
+        // The unit still runs ordinary jobs.
+        let work = try TemporaryDirectory()
+        let alice = try await Researcher.signUp("after-hostile", on: stack)
+        #expect(try await run("print('fine')\n", as: alice, in: work).status == "succeeded")
+    }
+
     private func connects(to port: Int) throws -> Bool {
         let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }

@@ -99,15 +99,31 @@ final class Stack: Sendable {
     /// Everything the services wrote on stderr, for failure messages.
     var logs: String { services.map(\.standardError).joined(separator: "\n") }
 
-    private static func management(_ method: String, _ path: String, body: String?) async throws {
+    @discardableResult
+    private static func management(_ method: String, _ path: String, body: String?) async throws -> Data {
         var request = URLRequest(url: URL(string: managementURL + path)!)
         request.httpMethod = method
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("Basic \(Data("guest:guest".utf8).base64EncodedString())", forHTTPHeaderField: "Authorization")
         request.httpBody = body.map { Data($0.utf8) }
-        let (_, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await URLSession.shared.data(for: request)
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         try #require((200..<300).contains(status), "RabbitMQ management \(method) \(path) answered \(status); is the test broker running (scripts/test)?")
+        return data
+    }
+
+    /// Publishes `payload` straight to a queue of the stack's vhost, as any client of the broker could.
+    func publish(_ payload: String, to queue: String) async throws {
+        let body = try JSONSerialization.data(withJSONObject: [
+            "properties": ["delivery_mode": 2, "content_type": "application/json"], "routing_key": queue, "payload": payload, "payload_encoding": "string",
+        ])
+        try await Self.management("POST", "/api/exchanges/\(vhost)/amq.default/publish", body: String(decoding: body, as: UTF8.self))
+    }
+
+    /// Messages waiting in a queue of the stack's vhost.
+    func messages(in queue: String) async throws -> Int {
+        let data = try await Self.management("GET", "/api/queues/\(vhost)/\(queue)", body: nil)
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["messages"] as? Int ?? 0
     }
 }
 

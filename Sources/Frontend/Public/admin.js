@@ -51,7 +51,8 @@
         try { await ferry.api(`/api/v1/admin/users/${user.id}/admin`, { method: user.isAdmin ? "DELETE" : "POST" }); await accounts(); ferry.show(error, ""); }
         catch (e) { ferry.show(error, e.message); }
       });
-      return ferry.el("tr", {}, ferry.el("td", { text: user.username }),
+      // The account id is what auth.admins names.
+      return ferry.el("tr", {}, ferry.el("td", {}, ferry.el("span", { text: user.username }), ferry.el("br"), ferry.el("code", { class: "muted small", text: user.id })),
         ferry.el("td", {}, ferry.el("span", { text: (user.isAdmin ? "administrator" : "researcher") + " " }), role),
         ferry.el("td", { class: "optional", text: ferry.when(user.createdAt) }), ferry.el("td", { text: String(user.jobs) }),
         ferry.el("td", {}, ferry.el("span", { class: "muted", text: user.disabled ? "disabled " : "active " }), button));
