@@ -73,7 +73,7 @@ struct EnvironmentCache: Sendable {
         let sandboxed = sandbox.settings.mode == .bubblewrap
         let staging = settings.environments + "/.build-\(key)-\(UUID().uuidString.prefix(8).lowercased())"
         let target = sandboxed ? staging + "/env" : directory, cache = staging + "/cache"
-        try await RunWatcher.offPool { Result { try FileTree.remove(directory) } }.get()  // a build that a crash left half done
+        try await BlockingWork.run { Result { try FileTree.remove(directory) } }.get()  // a build that a crash left half done
         var folders: [(String, mode_t)] = [(staging, 0o711), (cache, 0o700)]
         if sandboxed { folders.append((target, 0o755)) }
         for (folder, mode) in folders {
@@ -125,7 +125,7 @@ struct EnvironmentCache: Sendable {
         }
 
         // Finished: the unit's from now on, and read-only for everyone else; then its package list, then into place.
-        let packages = try await RunWatcher.offPool {
+        let packages = try await BlockingWork.run {
             Result {
                 if sandboxed { try Self.seal(target) }
                 let packages = InstalledPackages.read(environment: target)
@@ -177,7 +177,7 @@ struct EnvironmentCache: Sendable {
             return recorded.split(separator: "\n").map(String.init)
         }
         let directory = prepared.directory
-        return await RunWatcher.offPool { InstalledPackages.read(environment: directory) }
+        return await BlockingWork.run { InstalledPackages.read(environment: directory) }
     }
 }
 

@@ -83,7 +83,7 @@ struct JobRunner: Sendable {
 
         // Preparing: a fresh work folder (a redelivered job starts over), the bundle, the environment.
         let preparing = Date()
-        try await RunWatcher.offPool { Result { try FileTree.remove(work) } }.get()
+        try await BlockingWork.run { Result { try FileTree.remove(work) } }.get()
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: stdout, contents: nil)
         FileManager.default.createFile(atPath: stderr, contents: nil)
@@ -147,7 +147,7 @@ struct JobRunner: Sendable {
         try Task.checkCancellation()  // interrupted by shutdown: the outcome is not the job's own
         // Nothing of the job runs any more before its output is looked at and zipped: no process of
         // it can swap a file for a link while the unit reads.
-        await RunWatcher.offPool { cgroup?.killAll() }
+        await BlockingWork.run { cgroup?.killAll() }
         manifest.runningSeconds = Date().timeIntervalSince(startedAt)
         manifest.peakMemoryBytes = cgroup?.peakBytes ?? outcome.maxResidentBytes
         // wait4 sees the CPU time of the processes the unit itself waited for: the whole job when it
@@ -161,7 +161,7 @@ struct JobRunner: Sendable {
         if case .output(let exceeded) = watcher.stopReason {
             overOutput = exceeded
         } else {
-            overOutput = await RunWatcher.offPool { watcher.measure() }.exceeded(outputLimits)
+            overOutput = await BlockingWork.run { watcher.measure() }.exceeded(outputLimits)
         }
 
         // The result: output/ as it is, whatever the outcome, so partial output is kept, up to the
@@ -174,7 +174,7 @@ struct JobRunner: Sendable {
             try FileManager.default.createDirectory(atPath: settings.results, withIntermediateDirectories: true)
             let output = Self.contained(project + "/output", in: work) ?? NSTemporaryDirectory() + "ferry-empty-\(message.jobID)"
             let archiveLimits = ZipArchiveLimits(maxEntries: outputLimits.files, maxDepth: outputLimits.depth)
-            let archived = await RunWatcher.offPool {
+            let archived = await BlockingWork.run {
                 Result {
                     try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
                     return try ZipWriter.archive(folder: output, to: result, limits: archiveLimits)

@@ -126,7 +126,7 @@ final class RunWatcher: Sendable {
                     // The walk blocks: it runs on a thread of its own, and the next one waits at
                     // least three times as long as this one took, so a huge tree cannot keep a core busy.
                     let began = ContinuousClock.now
-                    let usage = await Self.offPool { [self] in measure() }
+                    let usage = await BlockingWork.run { [self] in measure() }
                     pause = max(.seconds(1), (ContinuousClock.now - began) * 3)
                     if let exceeded = usage.exceeded(limits) {
                         stop(.output(exceeded))
@@ -143,13 +143,6 @@ final class RunWatcher: Sendable {
                 }
             }
             return outcome!
-        }
-    }
-
-    /// Runs blocking file work on a thread of its own, never on the cooperative pool.
-    static func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(returning: work()) }
         }
     }
 }
