@@ -35,48 +35,42 @@ struct ChildRun {
     /// Nothing else of the unit's passes: every other descriptor is closed before the program runs.
     var passing: [[UInt8]] = []
 
+    /// Runs the program to its end and returns how it ended. When the task is cancelled, the program
+    /// and everything it started are killed, and `run` throws `CancellationError` once the program is
+    /// gone: a cancelled run is never reported as an exit, so half-done work is never taken as done.
     func run() async throws -> Outcome {
         let pid = try spawn()
         onStart?(pid)
-        let exit = AsyncStream<Int32>.makeStream()
-        let usage = Mutex(rusage())
-        Thread.detachNewThread {
-            var status: Int32 = 0
-            var used = rusage()
-            while wait4(pid, &status, 0, &used) < 0 && errno == EINTR {}
-            usage.withLock { $0 = used }
-            exit.continuation.yield(status)
-            exit.continuation.finish()
+        let timedOut = Flag()
+        // The timeout kills the program; the wait below then sees it end.
+        let timer = timeout.map { limit in
+            Task {
+                guard (try? await Task.sleep(for: limit)) != nil else { return }
+                timedOut.set()
+                kill(-pid, SIGKILL)
+            }
         }
-        var timedOut = false
-        let status: Int32 = await withTaskGroup(of: Int32?.self) { tasks in
-            tasks.addTask { await exit.stream.first { _ in true } ?? 0 }
-            if let timeout {
-                tasks.addTask {
-                    guard (try? await Task.sleep(for: timeout)) != nil else { return nil }
-                    return -1
+        // The wait itself is not cancellable: a cancelled task kills the program and still waits for it.
+        let (status, used) = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<(Int32, rusage), Never>) in
+                Thread.detachNewThread {
+                    var status: Int32 = 0
+                    var used = rusage()
+                    while wait4(pid, &status, 0, &used) < 0 && errno == EINTR {}
+                    continuation.resume(returning: (status, used))
                 }
             }
-            var result: Int32 = 0
-            while let next = await tasks.next() {
-                guard let value = next else { continue }
-                if value == -1 {
-                    timedOut = true
-                    kill(-pid, SIGKILL)
-                    continue
-                }
-                result = value
-                tasks.cancelAll()
-                break
-            }
-            return result
+        } onCancel: {
+            kill(-pid, SIGKILL)
         }
+        timer?.cancel()
         // Nothing the program started may outlive it.
         kill(-pid, SIGKILL)
+        try Task.checkCancellation()
         let signalled = status & 0x7F != 0
-        let used = usage.withLock { $0 }
         return Outcome(
-            exitCode: signalled ? 128 + (status & 0x7F) : (status >> 8) & 0xFF, signal: signalled ? status & 0x7F : nil, timedOut: timedOut,
+            exitCode: signalled ? 128 + (status & 0x7F) : (status >> 8) & 0xFF, signal: signalled ? status & 0x7F : nil,
+            timedOut: timedOut.isSet,
             maxResidentBytes: UInt64(max(0, used.ru_maxrss)) * 1024,
             cpuSeconds: Double(used.ru_utime.tv_sec + used.ru_stime.tv_sec) + Double(used.ru_utime.tv_usec + used.ru_stime.tv_usec) / 1_000_000
         )
@@ -139,6 +133,14 @@ struct ChildRun {
         }
         return pid
     }
+}
+
+/// A flag one task sets and another reads.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
 }
 
 extension ChildRun {

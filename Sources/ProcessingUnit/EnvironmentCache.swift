@@ -124,6 +124,18 @@ struct EnvironmentCache: Sendable {
             }
         }
 
+        // Verified: the new interpreter starts cleanly in the sandbox, every `.pth` file of its packages
+        // included. Its answer goes to a file in the root-owned staging folder, where the build user
+        // can plant nothing.
+        let verification = staging + "/verify.log"
+        let check = sandbox.buildCommand(program: [directory + "/bin/python", "-c", "import sys, site"], target: (target, directory), cache: cache, readOnly: readOnly, cgroup: cgroup)
+        let verified = try await check.run(environment: environment, standardOutput: verification, standardError: verification, timeout: .seconds(120))
+        cgroup?.killAll()
+        let said = (try? String(contentsOfFile: verification, encoding: .utf8)) ?? ""
+        guard verified.exitCode == 0, verified.signal == nil, !said.contains("Error processing line") else {
+            throw EnvironmentError(message: "the new environment does not start cleanly:\n\(said.suffix(1500))")
+        }
+
         // Finished: the unit's from now on, and read-only for everyone else; then its package list, then into place.
         let packages = try await BlockingWork.run {
             Result {

@@ -73,7 +73,7 @@ struct CanaryIndex {
         let builder = """
             import base64, hashlib, os, sys, zipfile
             root, canary = sys.argv[1], sys.argv[2]
-            hook = f"import os; exec('try:\\\\n open(os.path.join({canary!r}, \\\\'hit-\\\\' + str(os.getpid())), \\\\'w\\\\').write(str(os.getuid()))\\\\nexcept OSError:\\\\n pass')\\n"
+            hook = f"import os; os.path.isdir({canary!r}) and open(os.path.join({canary!r}, 'hit-%d' % os.getpid()), 'w').write(str(os.getuid()))\\n"
             files = {
                 "ferry_canary/__init__.py": "VALUE = 'installed'\\n",
                 "ferry_canary.pth": hook,
@@ -99,6 +99,22 @@ struct CanaryIndex {
         try builder.write(toFile: root.file("build.py"), atomically: true, encoding: .utf8)
         let built = try await ChildProcess.run("/usr/bin/python3", [root.file("build.py"), root.file("index"), canary], includingErrors: true)
         try #require(built.status == 0, "the canary wheel could not be built: \(built.output)")
+        // The control: unpacked into a plain venv on the host and started there, the hook does write.
+        let control = """
+            import glob, subprocess, sys, sysconfig, venv, zipfile
+            root, canary = sys.argv[1], sys.argv[2]
+            venv.create(root + "/control", with_pip=False)
+            site = subprocess.check_output([root + "/control/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
+            zipfile.ZipFile(glob.glob(root + "/index/files/*.whl")[0]).extractall(site)
+            subprocess.check_call([root + "/control/bin/python", "-c", "pass"])
+            """
+        try control.write(toFile: root.file("control.py"), atomically: true, encoding: .utf8)
+        let controlled = try await ChildProcess.run("/usr/bin/python3", [root.file("control.py"), root.path, canary], includingErrors: true)
+        try #require(controlled.status == 0, "the control venv failed: \(controlled.output)")
+        let fired = try FileManager.default.contentsOfDirectory(atPath: canary)
+        try #require(!fired.isEmpty, "the canary's hook did not fire even outside a sandbox: the test would prove nothing")
+        for hit in fired { try FileManager.default.removeItem(atPath: canary + "/" + hit) }
+
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         server.arguments = ["-m", "http.server", "--bind", "127.0.0.1", "--directory", root.file("index"), "\(port)"]

@@ -64,6 +64,23 @@ struct ChildRunTests {
         #expect(lines.first.map(String.init) == work.path)
     }
 
+    /// A cancelled run is an error, never an exit: the program and its children are killed first.
+    @Test func cancellingARunThrowsAndKillsEverythingItStarted() async throws {
+        let work = try TemporaryDirectory()
+        let path = work.path
+        let running = Task {
+            try await ChildRun(
+                executable: "/bin/sh", arguments: ["-c", "sleep 30 & sleep 30"], directory: path, environment: ["PATH": "/usr/bin:/bin"],
+                standardOutput: path + "/stdout.log", standardError: path + "/stderr.log", timeout: nil
+            ).run()
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        running.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await running.value }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try pids(runningIn: work.path).isEmpty, "processes of a cancelled run kept running")
+    }
+
     /// Processes whose working directory is `path`.
     private func pids(runningIn path: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { $0.allSatisfy(\.isNumber) }.filter { pid in
