@@ -69,6 +69,15 @@ struct JobRunner: Sendable {
         } catch {
             logger.error("cannot write manifest.json", metadata: ["error": "\(error)"])
         }
+        // The result and the manifest are written: the extracted bundle and the job's files go before
+        // the job is reported finished (unless the operator keeps them a while; WorkFolderJanitor
+        // removes them later).
+        if settings.keepWorkSeconds == 0 {
+            let work = jobDirectory + "/work"
+            if case .failure(let error) = await BlockingWork.run({ Result { try FileTree.remove(work) } }) {
+                logger.warning("cannot remove the job's work folder; the janitor tries again", metadata: ["error": "\(error)"])
+            }
+        }
         await registry.update(message.jobID) { $0 = final }
         logger.info("job finished", metadata: ["status": "\(final.status.rawValue)"])
     }

@@ -58,7 +58,8 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let router = buildProcessingUnitRouter(
         executor: executor, registry: registry, dataDirectory: settings.dataDirectory, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader)
     )
-    return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor], logger: logger)
+    let janitor = WorkFolderJanitor(jobs: settings.jobs, keep: TimeInterval(settings.keepWorkSeconds), logger: logger)
+    return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor, janitor], logger: logger)
 }
 
 /// The interpreter's real path (not a pyenv shim), its version, e.g. `3.11.7`, and the folder it is

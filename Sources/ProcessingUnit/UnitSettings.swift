@@ -18,6 +18,8 @@ struct UnitSettings: Sendable {
     /// Extraction checks the bundle again with the same limits as the Backend's upload check.
     var bundleLimits = BundleLimits()
     var name: String
+    /// How long a finished job's work folder stays for debugging (0: removed as soon as the job ends).
+    var keepWorkSeconds: Int = 0
 
     init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit") {
         self.dataDirectory = dataDirectory
@@ -40,6 +42,8 @@ struct UnitSettings: Sendable {
         packageIndex = reader.string(forKey: "python.index")
         allowSourceBuilds = reader.bool(forKey: "python.allow-source-builds", default: false)
         bundleLimits = try BundleLimits(reader: reader)
+        keepWorkSeconds = reader.int(forKey: "unit.keep-work-seconds", default: 0)
+        guard keepWorkSeconds >= 0 else { throw ConfigurationError(key: "unit.keep-work-seconds", message: "\(keepWorkSeconds); use 0 (remove at once) or more seconds") }
         name = reader.string(forKey: "unit.name", default: "\(ProcessInfo.processInfo.hostName):\(port)")
     }
 

@@ -126,6 +126,9 @@ struct SandboxTests {
         #expect(job.status == "killed")
         #expect(job.reason?.contains("output size") == true, "\(job.reason ?? "")")
         #expect(processesOf(job.id).isEmpty)
+        // What it wrote leaves the volume with its work folder; its logs, manifest and result stay.
+        #expect(!FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)/work")), "the filler's work folder stayed on the volume")
+        #expect(FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)/manifest.json")))
     }
 
     @Test func aJobCannotMakeNamespacesNorReachTheKernelsRiskierCalls() async throws {
@@ -205,6 +208,7 @@ struct SandboxTests {
         #expect(job.reason?.contains("levels deep") == true || job.reason?.contains("output size") == true, "\(job.reason ?? "")")
         #expect(job.resultBytes != nil, "the partial output was not kept")
         #expect(processesOf(job.id).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)/work")), "a tree past PATH_MAX stayed on the volume")
     }
 
     /// Whoever can publish to the broker could queue a job message of their own; the Consumer checks
