@@ -78,7 +78,8 @@ public enum BundleInspector {
             do {
                 bytes = try reader.contents(of: entry, maxBytes: limits.maxRequirementsBytes)
             } catch let error as ZipError {
-                throw BundleError("bundle.corrupt", "requirements.txt cannot be read: \(error.message)")
+                // Messages about the entry name the upload's own files; file system errors would name the server's.
+                throw BundleError("bundle.corrupt", "requirements.txt cannot be read: \(error.code == .io ? "the server could not read it; try again" : error.message)")
             }
             requirements = try RequirementsFile.parse(bytes)
         }
@@ -136,7 +137,9 @@ public enum BundleInspector {
         case .notAZip:
             return BundleError("bundle.not_a_zip", "The upload is not a zip file. Zip the project folder (right-click → Compress) and upload the .zip.")
         default:
-            return BundleError("bundle.corrupt", "The zip is damaged or incomplete (\(error.message)). Zip the project again and upload it once more.")
+            // libzip's own words, never the message with the upload's path on the server.
+            let detail = error.detail.map { " (\($0))" } ?? ""
+            return BundleError("bundle.corrupt", "The zip is damaged or incomplete\(detail). Zip the project again and upload it once more.")
         }
     }
 }

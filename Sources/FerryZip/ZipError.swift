@@ -30,11 +30,16 @@ public struct ZipError: Error, Sendable, CustomStringConvertible {
     }
 
     public let code: Code
+    /// For operators and logs; it may name files on the server.
     public let message: String
+    /// What went wrong in words that name no file of the server (libzip's own, for example), for
+    /// messages shown to the people who uploaded the archive.
+    public let detail: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, detail: String? = nil) {
         self.code = code
         self.message = message
+        self.detail = detail
     }
 
     public var description: String { "\(code): \(message)" }

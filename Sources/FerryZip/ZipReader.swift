@@ -27,7 +27,10 @@ public final class ZipReader {
             }
         }
         var code: Int32 = 0
-        guard let archive = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &code) else {
+        // Without ZIP_CHECKCONS: it refuses what libarchive's tools (GNOME Files, bsdtar) write, which
+        // Info-ZIP and Python read without complaint. What matters is checked where it matters: the
+        // real bytes of every entry against its declared size and CRC while it is extracted.
+        guard let archive = zip_open(path, ZIP_RDONLY, &code) else {
             throw Self.openError(code: code, path: path)
         }
         self.archive = archive
@@ -161,9 +164,9 @@ public final class ZipReader {
         let detail = String(cString: zip_error_strerror(&error))
         switch code {
         case ZIP_ER_NOZIP:
-            return ZipError(.notAZip, "\(path) is not a zip archive")
+            return ZipError(.notAZip, "\(path) is not a zip archive", detail: "it is not a zip archive")
         case ZIP_ER_INCONS, ZIP_ER_EOF, ZIP_ER_CRC, ZIP_ER_SEEK:
-            return ZipError(.corrupt, "\(path) is damaged or truncated (\(detail)); zip the project again")
+            return ZipError(.corrupt, "\(path) is damaged or truncated (\(detail)); zip the project again", detail: detail)
         case ZIP_ER_NOENT, ZIP_ER_OPEN, ZIP_ER_READ:
             return ZipError(.io, "cannot open \(path): \(detail)")
         default:
