@@ -60,7 +60,8 @@ struct JobDispatcher: Service {
             // and ends `error`. On shutdown it goes back at once.
             if !Task.isCancelled {
                 logger.warning("job interrupted; handing it back to the queue once the unit answers", metadata: ["error": "\(error)"])
-                if error is RetryableRunFailure {
+                let busy = (error as? HTTPClientError)?.status == 503  // the unit's slots are full, or it is stopping
+                if error is RetryableRunFailure || busy {
                     // The unit is up but could not run it: wait longer after each attempt (1, 2, 4, 8, 16 s).
                     try? await Task.sleep(for: .seconds(min(30, 1 << min(delivery.deliveryCount, 5))))
                 }

@@ -1,7 +1,6 @@
 import FerryContracts
 import Foundation
 import Logging
-import Synchronization
 import ServiceLifecycle
 
 /// Accepts runs from the HTTP route and executes them as child tasks of one long-running service,
@@ -12,38 +11,29 @@ struct JobExecutor: Service {
     /// On SIGTERM, how long running jobs may go on to finish before they are interrupted (and their
     /// messages, never acknowledged, run again elsewhere).
     let shutdownGrace: Duration
+    /// Runs at once; more are refused (the Consumer's prefetch should match, `unit.slots`).
+    let slots: Int
     private let queue = AsyncStream<JobMessage>.makeStream()
     private let active = ActiveRuns()
 
-    init(runner: JobRunner, registry: RunRegistry, shutdownGrace: Duration = .seconds(30)) {
+    init(runner: JobRunner, registry: RunRegistry, shutdownGrace: Duration = .seconds(30), slots: Int = .max) {
         self.runner = runner
         self.registry = registry
         self.shutdownGrace = shutdownGrace
+        self.slots = slots
     }
 
-    /// Starts the job unless this unit already runs it or ran it to the end; returns its state either way
-    /// (a redelivered job attaches to its run and never runs twice at once).
-    func submit(_ message: JobMessage) async -> RunState {
+    /// Starts the job unless this unit already runs it or ran it to the end; returns its state either
+    /// way (a redelivered job attaches to its run and never runs twice at once), or nil when all of
+    /// the unit's slots are taken or it is shutting down.
+    func submit(_ message: JobMessage) async -> RunState? {
         let manifest = runner.settings.jobs + "/" + message.jobID + "/manifest.json"
-        let (state, isNew) = await registry.claim(message.jobID, finished: Manifest.finishedState(at: manifest))
+        guard let (state, isNew) = await registry.claim(message.jobID, finished: Manifest.finishedState(at: manifest), slots: slots) else { return nil }
         if isNew { queue.continuation.yield(message) }
         return state
     }
 
     func run() async throws {
-        // The grace period starts with the signal itself. The HTTP server stops before this service
-        // is told to, and it waits for the Consumers' long polls, which the registry now ends at once.
-        let signalled = Mutex<ContinuousClock.Instant?>(nil)
-        let sources = [SIGTERM, SIGINT].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [registry] in
-                signalled.withLock { $0 = $0 ?? .now }
-                Task { await registry.shutDown() }
-            }
-            source.resume()
-            return source
-        }
-        defer { sources.forEach { $0.cancel() } }
         await withDiscardingTaskGroup { group in
             for await message in queue.stream.cancelOnGracefulShutdown() {
                 group.addTask { [active] in
@@ -52,8 +42,9 @@ struct JobExecutor: Service {
                     await active.change(by: -1)
                 }
             }
-            // Shutting down: no new runs; the running ones get the grace period, then are interrupted.
-            let deadline = (signalled.withLock { $0 } ?? .now) + shutdownGrace
+            // Shutting down (the service lifecycle's graceful shutdown, on SIGTERM): no new runs; the
+            // running ones get the grace period from when it began, then are interrupted.
+            let deadline = await registry.shutDown() + shutdownGrace
             while await active.count > 0, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(200))
             }

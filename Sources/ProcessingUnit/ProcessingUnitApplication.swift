@@ -4,6 +4,7 @@ import FerryService
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// The processing-unit service's default HTTP port (`--http-port`, `FERRY_HTTP_PORT`).
 let defaultProcessingUnitPort = 8084
@@ -54,7 +55,9 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, sandbox: sandbox, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
     let grace = reader.int(forKey: "unit.shutdown-grace", default: 30)
     guard grace >= 0 else { throw ConfigurationError(key: "unit.shutdown-grace", message: "\(grace) s; use 0 or more seconds") }
-    let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace))
+    let slots = reader.int(forKey: ConfigKey(ConfigurationKeys.unitSlots), default: 2)
+    guard (1...256).contains(slots) else { throw ConfigurationError(key: ConfigurationKeys.unitSlots, message: "\(slots) slots; use 1-256") }
+    let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace), slots: slots)
     let router = buildProcessingUnitRouter(
         executor: executor, registry: registry, dataDirectory: settings.dataDirectory, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader)
     )
@@ -105,7 +108,10 @@ func buildProcessingUnitRouter(
         } catch {
             throw APIError(.unprocessableContent, code: "run.invalid_message", message: "The job message is refused: \(error).")
         }
-        return await executor.submit(message)
+        guard let state = await executor.submit(message) else {
+            throw APIError(.serviceUnavailable, code: "run.busy", message: "This unit runs as many jobs as it has slots, or is shutting down; the job goes back to the queue.")
+        }
+        return state
     }
     /// A run's state; with `after=<status>` it waits (up to `wait` seconds) until the status differs.
     router.get("/internal/v1/runs/{id}") { request, context -> RunState in
@@ -113,7 +119,12 @@ func buildProcessingUnitRouter(
         var state = await registry.state(of: id)
         if let after = request.uri.queryParameters.get("after").flatMap(JobStatus.init(rawValue:)) {
             let wait = min(request.uri.queryParameters.get("wait", as: Int.self) ?? 25, 60)
-            state = await registry.wait(for: id, changingFrom: after, timeout: .seconds(wait))
+            // On SIGTERM the HTTP server waits for requests in flight: a long poll ends at once then.
+            state = await withGracefulShutdownHandler {
+                await registry.wait(for: id, changingFrom: after, timeout: .seconds(wait))
+            } onGracefulShutdown: {
+                Task { await registry.shutDown() }
+            }
         }
         guard let state else { throw APIError(.notFound, code: "run.not_found", message: "This unit has no run of job \(id).") }
         return state

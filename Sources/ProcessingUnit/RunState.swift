@@ -7,21 +7,27 @@ actor RunRegistry {
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     private var cancelRequests: Set<String> = []
     private var stoppers: [String: @Sendable () -> Void] = [:]
-    private var shuttingDown = false
+    /// When the unit began to shut down (the first of: a long poll saw the signal, the executor was told).
+    private var shutdownStarted: ContinuousClock.Instant?
 
     func state(of jobID: String) -> RunState? { runs[jobID] }
 
-    /// Registers a new run unless one is known; returns the current state and whether it is new.
-    func claim(_ jobID: String, finished: RunState?) -> (RunState, isNew: Bool) {
+    /// Registers a new run unless one is known; returns the current state and whether it is new, or
+    /// nil when the unit already runs `slots` jobs (a new one is refused; the Consumer retries it).
+    func claim(_ jobID: String, finished: RunState?, slots: Int = .max) -> (RunState, isNew: Bool)? {
         if let existing = runs[jobID], existing.retryable != true { return (existing, false) }
         if let finished {
             runs[jobID] = finished
             return (finished, false)
         }
+        guard running < slots, shutdownStarted == nil else { return nil }
         let state = RunState(jobID: jobID, status: .preparing)
         runs[jobID] = state
         return (state, true)
     }
+
+    /// Runs that have not ended.
+    var running: Int { runs.values.filter { !$0.status.isFinal }.count }
 
     func update(_ jobID: String, _ change: (inout RunState) -> Void) {
         guard var state = runs[jobID] else { return }
@@ -30,15 +36,19 @@ actor RunRegistry {
         for waiter in waiters.removeValue(forKey: jobID) ?? [] { waiter.resume() }
     }
 
-    /// The unit is stopping: long polls answer at once, so the HTTP server can stop without waiting.
-    func shutDown() {
-        shuttingDown = true
+    /// The unit is stopping: it takes no new runs, and long polls answer at once, so that the HTTP
+    /// server can stop without waiting for them. Returns when the shutdown began.
+    @discardableResult
+    func shutDown() -> ContinuousClock.Instant {
+        let started = shutdownStarted ?? .now
+        shutdownStarted = started
         for jobID in Array(waiters.keys) { wakeAll(jobID) }
+        return started
     }
 
     /// Returns once the run's status differs from `status`, or after `timeout`.
     func wait(for jobID: String, changingFrom status: JobStatus, timeout: Duration) async -> RunState? {
-        guard !shuttingDown, let current = runs[jobID], current.status == status else { return runs[jobID] }
+        guard shutdownStarted == nil, let current = runs[jobID], current.status == status else { return runs[jobID] }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.suspend(jobID) }
             group.addTask { try? await Task.sleep(for: timeout) }

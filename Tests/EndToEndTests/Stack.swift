@@ -58,7 +58,7 @@ final class Stack: Sendable {
             for (executable, port, extra) in [
                 ("Producer", producer, [String]()),
                 // Small output limits, so that the disk-filler and file-count tests end quickly.
-                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000"] + unitArguments),
+                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000", "--unit-slots", "4"] + unitArguments),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
                 ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
                 ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),

@@ -156,3 +156,44 @@ struct ServiceProcessTests {
         #expect(try await unit.terminate() == 0)
     }
 }
+
+/// A unit runs at most `unit.slots` jobs, whatever its Consumer's prefetch: one more is refused with
+/// a retryable answer (503 `run.busy`), and taken once a slot is free.
+@Suite("Unit slots")
+struct UnitSlotTests {
+    @Test func aUnitRefusesRunsBeyondItsSlots() async throws {
+        let data = try TemporaryDirectory()
+        let port = try unusedPort()
+        let unit = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(port)", "--data-dir", data.path, "--unit-sandbox", "none", "--unit-slots", "1"])
+        let client = HTTPClient()
+        _ = try await unit.waitForHealth(port: port, client: client)
+        let auth = [(name: "Authorization", value: "Bearer \(RunningService.internalToken)")]
+        func message() throws -> JobMessage {
+            let id = UUID().uuidString.lowercased()
+            var zip = RawZipBuilder()
+            zip.file("nap/code.py", "import time\ntime.sleep(3)\n")
+            try FileManager.default.createDirectory(atPath: data.file("bundles"), withIntermediateDirectories: true)
+            try zip.write(to: data.file("bundles/\(id).zip"))
+            return JobMessage(jobID: id, owner: UUID().uuidString.lowercased(), project: "nap", bundlePath: "bundles/\(id).zip",
+                              limits: JobLimits(timeLimitSeconds: 60, memoryLimitMiB: 512), submittedAt: Date())
+        }
+        let first = try message(), second = try message()
+        let started = try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: first, headers: auth).decode(RunState.self)
+        #expect(started.status == .preparing)
+        do {
+            try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: second, headers: auth)
+            Issue.record("a unit with one slot took a second run")
+        } catch let error as HTTPClientError {
+            #expect(error.status == 503 && error.description.contains("run.busy"), "\(error)")
+        }
+        // Asking again for the first run attaches to it; it is not a second run.
+        #expect(try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: first, headers: auth).decode(RunState.self).status != .error)
+        var state = started
+        while !state.status.isFinal {
+            state = try await client.json("GET", "http://127.0.0.1:\(port)/internal/v1/runs/\(first.jobID)?after=\(state.status.rawValue)&wait=10", headers: auth).decode(RunState.self)
+        }
+        #expect(try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: second, headers: auth).decode(RunState.self).status == .preparing)
+        try await client.shutdown()
+        #expect(try await unit.terminate() == 0)
+    }
+}
