@@ -29,12 +29,37 @@ struct JobDispatcher: Service {
 
     private func consume() async {
         await jobs.keepRunning("consuming \(Topology.jobsQueue)") { connection in
+            // Take jobs only while the unit can run them.
+            await waitForUnit()
             let deliveries = try await connection.consume(queue: Topology.jobsQueue, prefetch: slots)
             try await withThrowingDiscardingTaskGroup { group in
-                for try await delivery in deliveries {
-                    group.addTask { await dispatch(delivery, from: connection) }
+                group.addTask {
+                    try await withThrowingDiscardingTaskGroup { dispatches in
+                        for try await delivery in deliveries {
+                            dispatches.addTask { await dispatch(delivery, from: connection) }
+                        }
+                    }
+                }
+                // The unit stopped answering: hand back everything this Consumer holds (closing the
+                // connection returns every unacknowledged delivery to the queue at once, so the
+                // healthy units take them), and take jobs again once the unit answers.
+                group.addTask {
+                    try await watchUnit()
+                    logger.warning("the unit is not answering; handing its jobs back to the queue until it does")
+                    await jobs.close()
+                    throw UnitUnavailable()
                 }
             }
+        }
+    }
+
+    /// Returns once the unit failed two health checks in a row (2 s apart); throws when cancelled.
+    private func watchUnit() async throws {
+        var failures = 0
+        while failures < 2 {
+            try await Task.sleep(for: .seconds(2))
+            let health = try? await http.execute(.init(url: unitURL + "/health", timeout: .seconds(4)))
+            failures = health?.isSuccess == true ? 0 : failures + 1
         }
     }
 
@@ -108,6 +133,11 @@ struct JobDispatcher: Service {
             properties: AMQPProperties(contentType: "application/json", messageID: "\(state.jobID):\(state.status.rawValue)")
         )
     }
+}
+
+/// The unit stopped answering its health checks; the Consumer takes no jobs until it does again.
+struct UnitUnavailable: Error, CustomStringConvertible {
+    var description: String { "the unit is not answering its health checks" }
 }
 
 /// The unit could not run the job for a reason of its own (not the job's code): retried through the queue.

@@ -110,6 +110,12 @@ final class SupervisedService: @unchecked Sendable {
         let service = lock.withLock { stopped = true; return current }
         _ = try? await service.terminate()
     }
+
+    /// Kills the service and never starts it again: a machine that is gone.
+    func killForGood() {
+        let service = lock.withLock { stopped = true; return current }
+        Foundation.kill(service.pid, SIGKILL)
+    }
 }
 
 /// Ferry's services as processes under a supervisor, on a private broker.
@@ -318,6 +324,38 @@ struct FaultTests {
                 #expect(stack.completions(of: id) == 1, "\(answer) ran to completion \(stack.completions(of: id)) times")
             }
             #expect(stack.service("unit0").logs.contains("interrupted by the unit's shutdown"), "the long job should have been interrupted")
+        }
+    }
+
+    /// A unit that is gone for good: its Consumer hands back what it held and takes nothing more, so
+    /// every job finishes on the other unit (before, the jobs it had taken waited for it forever).
+    @Test func withOneUnitGoneForGoodEveryJobFinishesOnTheOther() async throws {
+        try await SupervisedStack.with(brokerPort: 5704, units: 2) { stack in
+            let work = try TemporaryDirectory()
+            let auth = try await Self.researcher(on: stack)
+            var jobs: [APIJob] = []
+            for index in 0..<8 {
+                jobs.append(try #require(try await Self.upload("import time\ntime.sleep(2)\nopen('output/answer.txt', 'w').write('\(index)')\n", name: "job\(index)", auth: auth, stack: stack, work: work)))
+            }
+            // Once both units run jobs (four at once), one of them dies and never comes back.
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                var running = 0
+                for job in jobs where (try? await stack.client.execute(HTTPRequest(url: stack.backendURL + "/api/v1/jobs/\(job.id)", headers: auth)).decode(APIJob.self).status) == "running" {
+                    running += 1
+                }
+                if running >= 3 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            stack.service("unit0").killForGood()
+            let final = try await Self.waitForFinal(jobs.map(\.id), auth: auth, stack: stack, seconds: 120)
+            for (index, job) in jobs.enumerated() {
+                #expect(final[job.id]?.status == "succeeded", "job\(index): \(final[job.id]?.status ?? "never finished") \(final[job.id]?.reason ?? "")\n\(stack.logs.suffix(6000))")
+                if final[job.id]?.status == "succeeded" {
+                    #expect(try await Self.result(job.id, auth: auth, stack: stack, work: work) == "\(index)")
+                }
+            }
+            #expect(stack.service("consumer0").logs.contains("handing its jobs back"), "\(stack.service("consumer0").logs.suffix(3000))")
         }
     }
 
