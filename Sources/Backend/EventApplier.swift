@@ -6,33 +6,37 @@ import FerryService
 import Logging
 import ServiceLifecycle
 
-/// Consumes `ferry.events` and applies each to the job, acknowledging only after the database write.
-/// Applying is idempotent: an event that would not move the job forward changes nothing.
+/// Consumes `ferry.events` and applies each to the job, acknowledging only after the database write
+/// (`QueueConsumer`): a write that fails is retried with a growing pause until the database answers,
+/// and an unreadable event, or one that kept failing, is set aside in `ferry.dead-letters` with the
+/// reason. Applying is idempotent: an event that would not move the job forward changes nothing.
 struct EventApplier: Service {
     let link: BrokerLink
     let store: JobStore
     let logger: Logger
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { await consume() }
+        let consumer = QueueConsumer(
+            link: link, queue: Topology.eventsQueue, prefetch: 64, maxAttempts: 20,
+            deadLettering: .publish(exchange: Topology.deadLetterExchange), logger: logger
+        )
+        await cancelWhenGracefulShutdown { await consumer.run { delivery, _ in try await apply(delivery) } }
     }
 
-    private func consume() async {
-        await link.keepRunning("consuming \(Topology.eventsQueue)") { connection in
-            for try await delivery in try await connection.consume(queue: Topology.eventsQueue, prefetch: 64) {
-                guard let event = try? FerryJSON.decode(JobEvent.self, from: delivery.body) else {
-                    logger.error("unreadable job event; dead-lettering it")
-                    try await connection.reject(delivery, requeue: false)
-                    continue
-                }
-                let moved = try await store.move(
-                    event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes, unit: event.unit
-                )
-                if let moved { BackendMetrics.jobMoved(to: event.status, times: moved) }
-                logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved != nil)"])
-                try await connection.ack(delivery)
-            }
+    func apply(_ delivery: AMQPDelivery) async throws {
+        guard let event = try? FerryJSON.decode(JobEvent.self, from: delivery.body) else {
+            throw DeliveryFailure.permanent("unreadable job event")
         }
+        let moved: JobStore.Times?
+        do {
+            moved = try await store.move(
+                event.jobID, to: event.status, at: event.at, exitCode: event.exitCode, reason: event.reason, resultBytes: event.resultBytes, unit: event.unit
+            )
+        } catch {
+            throw DeliveryFailure.transient("the database did not take the event: \(error)")
+        }
+        if let moved { BackendMetrics.jobMoved(to: event.status, times: moved) }
+        logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved != nil)"])
     }
 }
 

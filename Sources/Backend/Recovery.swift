@@ -63,17 +63,21 @@ struct DeadLetterApplier: Service {
     }
 
     func run() async throws {
+        // A write that fails is retried until the database answers (no attempt limit: there is
+        // nowhere further to set a dead-lettered job aside; its copy stays in ferry.dead-letters).
+        let consumer = QueueConsumer(link: link, queue: Topology.deadJobsQueue, prefetch: 16, maxAttempts: nil, deadLettering: .queueArguments, logger: logger)
         await cancelWhenGracefulShutdown {
-            await link.keepRunning("consuming \(Topology.deadJobsQueue)") { connection in
-                for try await delivery in try await connection.consume(queue: Topology.deadJobsQueue, prefetch: 16) {
-                    if let message = try? FerryJSON.decode(JobMessage.self, from: delivery.body) {
-                        let attempts = delivery.deliveryCount > 0 ? delivery.deliveryCount : nil
-                        let ended = try await store.advance(message.jobID, to: .error, at: Date(), reason: Self.reason(attempts: attempts))
-                        logger.error("job dead-lettered", metadata: [LogKeys.jobID: "\(message.jobID)", "ended": "\(ended)"])
-                    } else {
-                        logger.error("unreadable dead-lettered message; dropping it (its copy stays in \(Topology.deadLetterQueue))")
-                    }
-                    try await connection.ack(delivery)
+            await consumer.run { delivery, _ in
+                guard let message = try? FerryJSON.decode(JobMessage.self, from: delivery.body) else {
+                    logger.error("unreadable dead-lettered message; its copy stays in \(Topology.deadLetterQueue)")
+                    return
+                }
+                let attempts = delivery.deliveryCount > 0 ? delivery.deliveryCount : nil
+                do {
+                    let ended = try await store.advance(message.jobID, to: .error, at: Date(), reason: Self.reason(attempts: attempts))
+                    logger.error("job dead-lettered", metadata: [LogKeys.jobID: "\(message.jobID)", "ended": "\(ended)"])
+                } catch {
+                    throw DeliveryFailure.transient("the database did not take the dead-lettered job: \(error)")
                 }
             }
         }

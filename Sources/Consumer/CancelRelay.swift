@@ -22,16 +22,19 @@ struct CancelRelay: Service {
     }
 
     private func relay() async {
-        await link.keepRunning("relaying \(Topology.controlExchange)") { connection in
+        // Best effort: a request that cannot be read or passed on is logged and acknowledged (the
+        // cancel marker on the volume stops the job anyway).
+        var consumer = QueueConsumer(link: link, queue: "\(Topology.controlExchange) (own queue)", prefetch: 16, maxAttempts: nil, deadLettering: .queueArguments, logger: logger)
+        consumer.declare = { connection in
             let queue = try await connection.declareQueue("", durable: false, exclusive: true, autoDelete: true)
             try await connection.bindQueue(queue.name, to: Topology.controlExchange)
-            for try await delivery in try await connection.consume(queue: queue.name, prefetch: 16) {
-                if let request = try? FerryJSON.decode(CancelRequest.self, from: delivery.body), JobID.isValid(request.jobID) {
-                    await forward(request)
-                } else {
-                    logger.error("unreadable or invalid cancel request; dropping it")
-                }
-                try await connection.ack(delivery)
+            return queue.name
+        }
+        await consumer.run { delivery, _ in
+            if let request = try? FerryJSON.decode(CancelRequest.self, from: delivery.body), JobID.isValid(request.jobID) {
+                await forward(request)
+            } else {
+                logger.error("unreadable or invalid cancel request; dropping it")
             }
         }
     }

@@ -28,28 +28,19 @@ struct JobDispatcher: Service {
     }
 
     private func consume() async {
-        await jobs.keepRunning("consuming \(Topology.jobsQueue)") { connection in
-            // Take jobs only while the unit can run them.
-            await waitForUnit()
-            let deliveries = try await connection.consume(queue: Topology.jobsQueue, prefetch: slots)
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    try await withThrowingDiscardingTaskGroup { dispatches in
-                        for try await delivery in deliveries {
-                            dispatches.addTask { await dispatch(delivery, from: connection) }
-                        }
-                    }
-                }
-                // The unit stopped answering: hand back everything this Consumer holds (closing the
-                // connection returns every unacknowledged delivery to the queue at once, so the
-                // healthy units take them), and take jobs again once the unit answers.
-                group.addTask {
-                    try await watchUnit()
-                    logger.warning("the unit is not answering; handing its jobs back to the queue until it does")
-                    await jobs.close()
-                    throw UnitUnavailable()
-                }
-            }
+        // Jobs are taken only while the unit can run them (`waitForUnit`); when it stops answering,
+        // the consumer's connection is closed, which hands back every job this Consumer holds
+        // (running there or only prefetched) to the queue at once, so the healthy units take them.
+        // A job that keeps failing is dead-lettered by the queue's own delivery limit.
+        let consumer = QueueConsumer(
+            link: jobs, queue: Topology.jobsQueue, prefetch: slots, maxAttempts: nil, deadLettering: .queueArguments,
+            concurrency: Int(slots), logger: logger
+        )
+        await consumer.run(beforeConsuming: { await waitForUnit() }, watch: {
+            try await watchUnit()
+            logger.warning("the unit is not answering; handing its jobs back to the queue until it does")
+        }) { delivery, _ in
+            try await dispatch(delivery)
         }
     }
 
@@ -63,36 +54,32 @@ struct JobDispatcher: Service {
         }
     }
 
-    private func dispatch(_ delivery: AMQPDelivery, from connection: AMQPConnection) async {
+    /// Follows one job on the unit until its final event is confirmed; the consumer acknowledges it then.
+    private func dispatch(_ delivery: AMQPDelivery) async throws {
         let message: JobMessage
         do {
             message = try FerryJSON.decode(JobMessage.self, from: delivery.body)
             try message.check(within: maxima)
         } catch {
-            logger.error("unreadable or invalid job message; dead-lettering it", metadata: ["error": "\(error)"])
-            try? await connection.reject(delivery, requeue: false)
-            return
+            throw DeliveryFailure.permanent("unreadable or invalid job message: \(error)")
         }
         var logger = logger
         logger[metadataKey: "job.id"] = "\(message.jobID)"
         do {
             try await follow(message, logger: logger)
-            try await connection.ack(delivery)
+        } catch where Task.isCancelled {
+            throw CancellationError()  // shutting down, or the unit went away: straight back to the queue
         } catch {
             // The unit or the broker failed us. Hand the job back once the unit answers again (a
             // restarted unit), so that the retry is not spent on a unit that is still starting; every
             // return counts against the queue's delivery limit, after which the job is dead-lettered
-            // and ends `error`. On shutdown it goes back at once.
-            if !Task.isCancelled {
-                logger.warning("job interrupted; handing it back to the queue once the unit answers", metadata: ["error": "\(error)"])
-                let busy = (error as? HTTPClientError)?.status == 503  // the unit's slots are full, or it is stopping
-                if error is RetryableRunFailure || busy {
-                    // The unit is up but could not run it: wait longer after each attempt (1, 2, 4, 8, 16 s).
-                    try? await Task.sleep(for: .seconds(min(30, 1 << min(delivery.deliveryCount, 5))))
-                }
-                await waitForUnit()
-            }
-            try? await connection.nack(delivery, requeue: true)
+            // and ends `error`.
+            logger.warning("job interrupted; handing it back to the queue once the unit answers", metadata: ["error": "\(error)"])
+            // The unit is up but could not run it, or its slots are full: wait longer after each attempt.
+            let busy = (error as? HTTPClientError)?.status == 503
+            let pause: Duration = error is RetryableRunFailure || busy ? .seconds(min(30, 1 << min(delivery.deliveryCount, 5))) : .zero
+            await waitForUnit()
+            throw DeliveryFailure.transient("\(error)", pause: pause)
         }
     }
 
@@ -133,11 +120,6 @@ struct JobDispatcher: Service {
             properties: AMQPProperties(contentType: "application/json", messageID: "\(state.jobID):\(state.status.rawValue)")
         )
     }
-}
-
-/// The unit stopped answering its health checks; the Consumer takes no jobs until it does again.
-struct UnitUnavailable: Error, CustomStringConvertible {
-    var description: String { "the unit is not answering its health checks" }
 }
 
 /// The unit could not run the job for a reason of its own (not the job's code): retried through the queue.
