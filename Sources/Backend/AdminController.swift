@@ -12,6 +12,9 @@ struct AdminController {
     let control: any BrokerControl
     /// `auth.admins`: account ids shown as administrators like those the database names.
     let adminIDs: Set<String>
+    /// Asks a unit (by the address its Consumer reports it under) whether it is healthy: nil when
+    /// it is, else what is wrong.
+    var probeUnit: @Sendable (String) async -> String? = { _ in nil }
     let logger: Logger
 
     struct Overview: Codable, ResponseEncodable {
@@ -48,9 +51,27 @@ struct AdminController {
             } catch {
                 logger.warning("queue depth unavailable", metadata: ["error": "\(error)"])
             }
+            // Each known unit is asked, all at once, so the page names those that are down.
+            let known = try await store.units()
+            let units = await withTaskGroup(of: UnitSummary.self) { group in
+                for unit in known {
+                    group.addTask {
+                        var unit = unit
+                        let name = unit.name
+                        guard let url = URLComponents(string: name), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else { return unit }
+                        let problem = await HealthCheck.within(.seconds(3)) { await probeUnit(name) }
+                        unit.answering = problem == nil
+                        unit.problem = problem
+                        return unit
+                    }
+                }
+                var all: [UnitSummary] = []
+                for await unit in group { all.append(unit) }
+                return all.sorted { $0.name < $1.name }
+            }
             return Overview(
                 queueDepth: waiting?.messages, queueConsumers: waiting?.consumers,
-                jobsByStatus: try await store.statusCounts(), units: try await store.units()
+                jobsByStatus: try await store.statusCounts(), units: units
             )
         }
         router.get("/api/v1/admin/jobs") { request, context -> JobPage in

@@ -49,6 +49,7 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     }
     let trustedProxies = try TrustedProxies(reader.string(forKey: "backend.trusted-proxies", default: "127.0.0.1/8,::1"))
     settings.userLimits = try UserLimits(reader: reader)
+    settings.waitNoticeSeconds = TimeInterval(reader.int(forKey: "backend.wait-notice-seconds", default: 10))
     let setupFile = (databasePath as NSString).deletingLastPathComponent + "/setup-token"
     let store = try await JobStore.open(path: databasePath, logger: logger)
     let queue = ProducerQueue(producerURL: producerURL, token: token, http: HTTPClient(logger: logger))
@@ -60,7 +61,15 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     var auth = AuthSettings(bcryptCost: UInt8(bcryptCost), adminIDs: adminIDs, registration: registration, trustedProxies: trustedProxies)
     auth.setupTokenFile = setupFile
     try await SetupToken.prepare(store: store, adminIDs: adminIDs, file: setupFile, logger: logger)
-    let router = buildBackendRouter(store: store, queue: queue, control: control, settings: settings, auth: auth, logger: logger)
+    let probes = HTTPClient(configuration: .init(maxConcurrentRequests: 8, connectTimeout: .seconds(2), defaultTimeout: .seconds(3)), logger: logger)
+    let router = buildBackendRouter(store: store, queue: queue, control: control, settings: settings, auth: auth, probeUnit: { unit in
+        do {
+            let answer = try await probes.execute(.init(url: unit + "/health", timeout: .seconds(3)))
+            return answer.isSuccess ? nil : "its health check answered \(answer.status)"
+        } catch {
+            return "it does not answer"
+        }
+    }, logger: logger)
     let sweeper = OutboxSweeper(
         store: store, queue: queue, interval: .seconds(reader.int(forKey: "backend.sweep-interval", default: 5)),
         minimumAge: Double(reader.int(forKey: "backend.sweep-age", default: 10)), logger: logger
@@ -74,20 +83,25 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
 
 /// The backend service's routes; its dependencies are parameters so that tests can pass fakes.
 func buildBackendRouter(
-    store: JobStore, queue: any JobQueue, control: any BrokerControl, settings: JobSettings, auth: AuthSettings, logger: Logger
+    store: JobStore, queue: any JobQueue, control: any BrokerControl, settings: JobSettings, auth: AuthSettings,
+    probeUnit: @escaping @Sendable (String) async -> String? = { _ in nil }, logger: Logger
 ) -> Router<BackendContext> {
     let router = Router(context: BackendContext.self)
     router.addMetricsRoute { await BackendMetrics.collect(store: store, control: control) }
+    // Ready with the database and the broker; that no unit takes jobs is told, not a failure of the Backend's.
     router.addHealthRoute(service: "backend", checks: [
         .passes("database") { try await store.ping() },
         .passes("broker") { _ = try await control.jobsWaiting() },
+    ], notices: [
+        HealthCheck("units") { (try? await control.jobsWaiting().consumers) == 0 ? "no processing unit is taking jobs" : nil },
     ])
     router.add(middleware: UserBytesHeaders())
     router.add(middleware: CrossSiteGuard())
     router.add(middleware: Authenticator(store: store, adminIDs: auth.adminIDs, trustedProxies: auth.trustedProxies))
     AuthController(store: store, settings: auth).register(to: router)
     JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
-    AdminController(store: store, control: control, adminIDs: auth.adminIDs, logger: logger).register(to: router)
+    AdminController(store: store, control: control, adminIDs: auth.adminIDs, probeUnit: probeUnit, logger: logger).register(to: router)
+    WaitingController(store: store, control: control, noticeAfter: settings.waitNoticeSeconds, logger: logger).register(to: router)
     return router
 }
 

@@ -27,6 +27,8 @@ struct JobSettings: Sendable {
     var defaultMemoryLimit = 2048, maxMemoryLimit = 16_384
     var bundleLimits = BundleLimits()
     var userLimits = UserLimits()
+    /// After how long a waiting job's page says why it waits.
+    var waitNoticeSeconds: TimeInterval = 10
     /// Threads for blocking file work (upload writes, bundle checks, log reads), apart from NIO's
     /// shared pool so that many uploads at once do not queue behind each other two at a time.
     var fileThreads: NIOThreadPool = .singleton
@@ -236,8 +238,8 @@ struct JobsController {
     @Sendable func log(_ request: Request, context: BackendContext) async throws -> Response {
         let job = try await ownedJob(context)
         let stream = request.uri.queryParameters.get("stream") ?? "stdout"
-        guard stream == "stdout" || stream == "stderr" else {
-            throw APIError(.badRequest, code: "query.invalid_stream", message: "stream must be stdout or stderr.")
+        guard ["stdout", "stderr", "install"].contains(stream) else {
+            throw APIError(.badRequest, code: "query.invalid_stream", message: "stream must be stdout, stderr or install (the installer's log of requirements.txt).")
         }
         let offset = request.uri.queryParameters.get("offset", as: Int.self) ?? 0
         guard offset >= 0 else { throw APIError(.badRequest, code: "query.invalid_offset", message: "offset must be 0 or more.") }

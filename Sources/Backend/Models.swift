@@ -55,6 +55,10 @@ struct UnitSummary: Codable, Sendable, Equatable {
     var name: String
     var lastSeen: Date
     var jobs: [Job]
+    /// Whether the unit answered its health check just now (nil: it has no address to ask).
+    var answering: Bool?
+    /// What is wrong when it did not.
+    var problem: String?
 }
 
 struct JobHistory: Codable, Sendable, ResponseEncodable {

@@ -6,42 +6,37 @@ public struct HealthStatus: ResponseCodable, Equatable {
     public var status: String
     public var service: String
     public var checks: [String: String]?
+    /// What the service wants said without being unready for it (no processing unit takes jobs).
+    public var notices: [String: String]?
 
-    public init(status: String, service: String, checks: [String: String]? = nil) {
+    public init(status: String, service: String, checks: [String: String]? = nil, notices: [String: String]? = nil) {
         self.status = status
         self.service = service
         self.checks = checks
+        self.notices = notices
     }
 }
 
 extension Router {
     /// Adds `GET /health`: ready only when every check passes (compose's health checks and
     /// `depends_on` rely on it). Checks run at once, each given 5 seconds.
-    public func addHealthRoute(service: String, checks: [HealthCheck] = []) {
+    public func addHealthRoute(service: String, checks: [HealthCheck] = [], notices: [HealthCheck] = []) {
         get("/health") { _, _ -> EditedResponse<HealthStatus> in
+            // Every probe gets 5 s; one that hangs is answered for, never waited for.
             let results = await withTaskGroup(of: (String, String?).self) { group in
                 for check in checks {
-                    group.addTask {
-                        await withTaskGroup(of: String?.self) { race in
-                            race.addTask { await check.probe() }
-                            race.addTask {
-                                try? await Task.sleep(for: .seconds(5))
-                                return "no answer within 5 s"
-                            }
-                            let first: String?? = await race.next()
-                            race.cancelAll()
-                            return (check.name, first.flatMap { $0 })
-                        }
-                    }
+                    group.addTask { (check.name, await HealthCheck.within(.seconds(5), check.probe)) }
                 }
                 var results: [String: String?] = [:]
                 for await (name, problem) in group { results[name] = problem }
                 return results
             }
             let healthy = results.values.allSatisfy { $0 == nil }
+            var said: [String: String] = [:]
+            for notice in notices { if let text = await HealthCheck.within(.seconds(5), notice.probe) { said[notice.name] = text } }
             let body = HealthStatus(
                 status: healthy ? "ok" : "unavailable", service: service,
-                checks: checks.isEmpty ? nil : results.mapValues { $0 ?? "ok" }
+                checks: checks.isEmpty ? nil : results.mapValues { $0 ?? "ok" }, notices: said.isEmpty ? nil : said
             )
             return EditedResponse(status: healthy ? .ok : .serviceUnavailable, response: body)
         }

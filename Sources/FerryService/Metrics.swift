@@ -2,6 +2,7 @@ import Hummingbird
 import Metrics
 import NIOCore
 import Prometheus
+import Synchronization
 
 /// Every service's metrics: swift-metrics backed by a Prometheus registry, emitted by `GET /metrics`.
 public enum FerryMetrics {
@@ -29,6 +30,22 @@ public struct HealthCheck: Sendable {
         self.probe = probe
     }
 
+    /// What `probe` answers within `limit`, or that it did not answer. The probe is not waited for
+    /// beyond the limit (it goes on alone and its answer is dropped).
+    public static func within(_ limit: Duration, _ probe: @escaping @Sendable () async -> String?) async -> String? {
+        let answered = FirstAnswer()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+            @Sendable func answer(_ value: String?) {
+                if answered.claim() { continuation.resume(returning: value) }
+            }
+            Task { answer(await probe()) }
+            Task {
+                try? await Task.sleep(for: limit)
+                answer("no answer within \(limit.components.seconds) s")
+            }
+        }
+    }
+
     /// A probe that is fine unless `body` throws; the error's description says what is wrong.
     public static func passes(_ name: String, _ body: @escaping @Sendable () async throws -> Void) -> HealthCheck {
         HealthCheck(name) {
@@ -54,6 +71,18 @@ extension Router {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
             )
+        }
+    }
+}
+
+/// True for the first caller of `claim()` only.
+final class FirstAnswer: Sendable {
+    private let taken = Mutex(false)
+
+    func claim() -> Bool {
+        taken.withLock { done in
+            defer { done = true }
+            return !done
         }
     }
 }

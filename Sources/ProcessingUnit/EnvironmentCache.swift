@@ -97,9 +97,14 @@ struct EnvironmentCache: Sendable {
             let outcome = try await command.run(environment: environment, standardOutput: log, standardError: log, timeout: .seconds(1800))
             cgroup?.killAll()  // nothing of a step outlives it
             guard outcome.exitCode == 0, outcome.signal == nil, !outcome.timedOut else {
-                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.suffix(1500) ?? ""
-                let why = cgroup?.oomKilled == true ? "ran out of its \(sandbox.settings.buildMemoryBytes >> 20) MiB of memory" : outcome.timedOut ? "took longer than 30 minutes" : "exit \(outcome.exitCode)"
-                throw EnvironmentError(message: "installing requirements failed (\(why)):\n\(tail)")
+                if cgroup?.oomKilled == true {
+                    throw InstallFailure(kind: .requirements, summary: "installing needed more than the \(sandbox.settings.buildMemoryBytes >> 20) MiB of memory an installation may use")
+                }
+                if outcome.timedOut {
+                    throw InstallFailure(kind: .indexUnavailable, summary: "installing took longer than 30 minutes")
+                }
+                let said = (try? String(contentsOfFile: log, encoding: .utf8)).map { String($0.suffix(20_000)) } ?? ""
+                throw InstallFailure.from(log: said, sourceBuildsAllowed: settings.allowSourceBuilds, fallback: "the installer exited with \(outcome.exitCode)")
             }
         }
         // Inside the sandbox the requirements are /build/requirements.txt; without one, the same file in the cache.
@@ -133,7 +138,9 @@ struct EnvironmentCache: Sendable {
         cgroup?.killAll()
         let said = (try? String(contentsOfFile: verification, encoding: .utf8)) ?? ""
         guard verified.exitCode == 0, verified.signal == nil, !said.contains("Error processing line") else {
-            throw EnvironmentError(message: "the new environment does not start cleanly:\n\(said.suffix(1500))")
+            try? Data(("\nFerry: the new environment does not start cleanly:\n" + said.suffix(4000)).utf8).append(toFile: log)
+            let line = said.split(whereSeparator: \.isNewline).last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(String.init) ?? "exit \(verified.exitCode)"
+            throw InstallFailure(kind: .requirements, summary: "a package breaks Python's start (\(line.prefix(300)))")
         }
 
         // Finished: the unit's from now on, and read-only for everyone else; then its package list, then into place.
@@ -193,6 +200,17 @@ struct EnvironmentCache: Sendable {
     }
 }
 
+extension Data {
+    /// Appends to the file at `path` (which must exist).
+    func append(toFile path: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: self)
+    }
+}
+
+/// Ferry's own trouble while preparing an environment (its volume, its folders): retried, never the job's fault.
 struct EnvironmentError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }

@@ -112,10 +112,16 @@ struct JobRunner: Sendable {
         let environment: EnvironmentCache.Prepared
         do {
             environment = try await environments.prepare(requirements: report.requirements, log: jobDirectory + "/install.log")
-        } catch let error as EnvironmentError {
-            try? Data("Ferry: \(error.message)\n".utf8).write(to: URL(fileURLWithPath: stderr))
-            return RunState(jobID: message.jobID, status: .failed, reason: "requirements.txt could not be installed; see install.log in the job's logs", finishedAt: Date())
+        } catch let failure as InstallFailure where failure.kind == .requirements {
+            // The researcher's to fix: the reason itself on the job, the whole log one click away.
+            try? Data("Ferry: requirements.txt could not be installed: \(failure.summary)\nThe installer's whole log is under Install.\n".utf8).append(toFile: stderr)
+            return RunState(
+                jobID: message.jobID, status: .failed,
+                reason: "requirements.txt could not be installed: \(failure.summary). The installer's log is under Install.", finishedAt: Date()
+            )
         }
+        // An index that cannot be reached (InstallFailure.indexUnavailable) is Ferry's: it throws on,
+        // and the job is tried again later without a manifest.
         manifest.environment = .init(key: (environment.directory as NSString).lastPathComponent, cacheHit: environment.cacheHit)
         Counter(label: "ferry_environment_cache_total", dimensions: [("result", environment.cacheHit ? "hit" : "miss")]).increment()
         manifest.packages = await environments.installedPackages(environment)

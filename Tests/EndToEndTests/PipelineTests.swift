@@ -71,6 +71,20 @@ struct PipelineTests {
         #expect(manifest.contains("six==1.16.0"))
     }
 
+    /// The installer's reason is on the job and its whole log one request away (before: "see
+    /// install.log", which no page or route served).
+    @Test func aRequirementThatCannotInstallSaysWhyOnTheJob() async throws {
+        let work = try TemporaryDirectory()
+        let erin = try await Researcher.signUp("erin", on: stack)
+        let files = ["code.py": "import six\n", "requirements.txt": "six==9.9.9\n"]
+        let job = try await erin.waitUntilFinished(try await erin.submit(try Bundles.folder("badreq", files: files, in: work), fileName: "badreq.zip").id)
+        #expect(job.status == "failed")
+        #expect(job.reason?.contains("requirements.txt could not be installed") == true && job.reason?.contains("six==9.9.9") == true, "\(job.reason ?? "")")
+        #expect(job.reason?.contains(stack.data.path) != true, "the reason names a server path")
+        let install = try await erin.log(job.id, stream: "install")
+        #expect(install.contains("six==9.9.9"), "the install log is not served: \(install)")
+    }
+
     @Test func bundleWithoutOutputFolderGetsOne() async throws {
         let work = try TemporaryDirectory()
         let zip = try Bundles.folder("nooutput", files: ["code.py": "open('output/made.txt', 'w').write('made')\n"], in: work)

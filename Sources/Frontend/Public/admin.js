@@ -1,7 +1,7 @@
 // The admin page: the queue, the units and what each runs, all jobs and the accounts.
 "use strict";
 (() => {
-  const error = document.getElementById("admin-error"), stats = document.getElementById("stats");
+  const error = document.getElementById("admin-error"), notice = document.getElementById("admin-notice"), stats = document.getElementById("stats");
   const units = document.querySelector("#units tbody"), jobs = document.querySelector("#all-jobs tbody"), users = document.querySelector("#users tbody");
   const newer = document.getElementById("admin-newer"), older = document.getElementById("admin-older");
   let cursors = [null], next = null;
@@ -18,8 +18,11 @@
       stat("Succeeded", count("succeeded")),
       stat("Failed, killed or timed out", count("failed") + count("killed") + count("timed_out")),
       stat("Errors", count("error")));
+    ferry.show(notice, data.queueConsumers === 0 ? "No processing unit is taking jobs: queued jobs wait. The units below say which are down; their logs say why." : "");
     units.replaceChildren(...(data.units.length ? data.units.map((unit) => ferry.el("tr", {},
-      ferry.el("td", {}, ferry.el("code", { text: unit.name })), ferry.el("td", { text: ferry.when(unit.lastSeen) }),
+      ferry.el("td", {}, ferry.el("code", { text: unit.name }),
+        unit.answering === false ? ferry.el("div", { class: "error-text", text: "down: " + (unit.problem || "not answering") }) : null),
+      ferry.el("td", { text: ferry.when(unit.lastSeen) }),
       ferry.el("td", { text: unit.jobs.length ? unit.jobs.map((job) => `${job.project} (${job.owner}, ${job.status})`).join(", ") : "idle" })))
       : [ferry.el("tr", {}, ferry.el("td", { colspan: "3", class: "muted", text: "No unit has reported a job yet." }))]));
   }

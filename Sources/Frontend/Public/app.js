@@ -74,3 +74,13 @@ const ferry = {
     return { refresh() { if (timer) clearTimeout(timer); stopped = false; run(); } };
   },
 };
+
+// On every page of a logged-in researcher: say so when no processing unit takes jobs (or the queue
+// cannot be reached), so that nobody waits without a word why.
+(() => {
+  const notice = document.getElementById("service-notice");
+  if (!notice) return;
+  ferry.poll(async () => {
+    try { ferry.show(notice, (await ferry.json("/api/v1/service")).notice || ""); } catch (_) {}
+  }, 15000);
+})();

@@ -6,16 +6,18 @@
   const statusBadge = document.getElementById("status"), reason = document.getElementById("reason"), actionError = document.getElementById("action-error");
   const buttons = { download: document.getElementById("download"), cancel: document.getElementById("cancel"), rerun: document.getElementById("rerun"), delete: document.getElementById("delete") };
   const facts = document.getElementById("facts"), historyList = document.getElementById("history"), manifestBox = document.getElementById("manifest");
-  const log = document.getElementById("log"), logDownload = document.getElementById("log-download");
+  const log = document.getElementById("log");
   let job = null, stream = "stdout", offset = 0, manifestShown = false;
 
   function fact(term, value) { return [ferry.el("dt", { text: term }), ferry.el("dd", { text: value })]; }
 
+  let waiting = "";
   function showJob(current) {
     job = current;
     statusBadge.replaceChildren(ferry.badge(job.status).firstChild);
     statusBadge.className = "badge " + job.status;
-    ferry.show(reason, job.reason || (job.status === "succeeded" ? "code.py finished without errors." : ""));
+    const stillWaiting = job.status === "submitted" || job.status === "queued";
+    ferry.show(reason, job.reason || (job.status === "succeeded" ? "code.py finished without errors." : (stillWaiting ? waiting : "")));
     reason.className = job.status === "succeeded" ? "notice" : (ferry.isFinal(job.status) ? "error-text" : "muted");
     buttons.download.classList.toggle("hidden", !(ferry.isFinal(job.status) && job.resultBytes !== null && job.resultBytes !== undefined));
     buttons.download.textContent = "Download result (" + ferry.bytes(job.resultBytes) + ")";
@@ -69,7 +71,12 @@
 
   async function tick() {
     try {
-      showJob(await ferry.json(base));
+      const current = await ferry.json(base);
+      // A job that waits says why: its place in the queue, busy units, or none taking jobs.
+      if (current.status === "submitted" || current.status === "queued") {
+        try { waiting = (await ferry.json(base + "/waiting")).message || ""; } catch (_) { waiting = ""; }
+      }
+      showJob(current);
       showHistory((await ferry.json(base + "/history")).history);
       await tailLog();
       if (ferry.isFinal(job.status) && !manifestShown) {
@@ -81,11 +88,11 @@
   }
   const poller = ferry.poll(tick, 1500);
 
-  for (const name of ["stdout", "stderr"]) {
+  const streams = ["stdout", "stderr", "install"];
+  for (const name of streams) {
     document.getElementById("tab-" + name).addEventListener("click", () => {
       stream = name; offset = 0; log.textContent = "";
-      for (const other of ["stdout", "stderr"]) document.getElementById("tab-" + other).setAttribute("aria-selected", String(other === name));
-      logDownload.href = `${base}/log?stream=${name}&download=1`; logDownload.textContent = "Download " + name;
+      for (const other of streams) document.getElementById("tab-" + other).setAttribute("aria-selected", String(other === name));
       tailLog().catch(() => {});
     });
   }

@@ -23,15 +23,17 @@ final class RecordingQueue: JobQueue {
     }
 }
 
-/// Records the cancel requests the Backend publishes and answers a fixed queue depth.
+/// Records the cancel requests the Backend publishes and answers a queue depth (7) and a number of
+/// consumers (2 unless a test says otherwise).
 final class RecordingControl: BrokerControl {
     let requests = Mutex<[CancelRequest]>([])
+    let consumers = Mutex(2)
 
     func cancel(_ request: CancelRequest) async throws {
         requests.withLock { $0.append(request) }
     }
 
-    func jobsWaiting() async throws -> (messages: Int, consumers: Int) { (7, 2) }
+    func jobsWaiting() async throws -> (messages: Int, consumers: Int) { (7, consumers.withLock { $0 }) }
 }
 
 @Suite("Backend API through its router")
@@ -56,6 +58,7 @@ struct BackendRouterTests {
         let store = try await JobStore.open(path: directory.file("backend/ferry.sqlite"), logger: Logger(label: "test"))
         var settings = JobSettings(dataDirectory: directory.path)
         settings.userLimits = userLimits
+        settings.waitNoticeSeconds = 0  // a waiting job says why at once
         try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
         let queue = RecordingQueue(available: producerAvailable)
         let control = RecordingControl()

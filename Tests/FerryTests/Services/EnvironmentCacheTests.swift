@@ -49,8 +49,15 @@ struct EnvironmentCacheTests {
     @Test func aFailedInstallIsNotMarkedReady() async throws {
         let work = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: work.file("envs"), withIntermediateDirectories: true)
-        let cache = Self.cache(in: work, uv: try Self.fakeInstaller(in: work, install: "echo 'No solution found' >&2; exit 1"))
-        await #expect(throws: EnvironmentError.self) { _ = try await cache.prepare(requirements: ["six==9.9.9"], log: work.file("install.log")) }
+        let said = "echo 'error: No solution found when resolving dependencies' >&2; echo '  cause: Because there is no version of six==9.9.9 and you require six==9.9.9, we can conclude that your requirements are unsatisfiable.' >&2; exit 1"
+        let cache = Self.cache(in: work, uv: try Self.fakeInstaller(in: work, install: said))
+        do {
+            _ = try await cache.prepare(requirements: ["six==9.9.9"], log: work.file("install.log"))
+            Issue.record("a failed install succeeded")
+        } catch let failure as InstallFailure {
+            #expect(failure.kind == .requirements)
+            #expect(failure.summary.contains("no version of six==9.9.9"), "\(failure.summary)")
+        }
         #expect(!FileManager.default.fileExists(atPath: work.file("envs/" + cache.key(for: ["six==9.9.9"]) + "/.ferry-ready")))
     }
 }
