@@ -15,6 +15,7 @@ struct AdminController {
     /// Asks a unit (by the address its Consumer reports it under) whether it is healthy: nil when
     /// it is, else what is wrong.
     var probeUnit: @Sendable (String) async -> String? = { _ in nil }
+    var volume = VolumeMeter()
     let logger: Logger
 
     struct Overview: Codable, ResponseEncodable {
@@ -23,6 +24,9 @@ struct AdminController {
         var queueConsumers: Int?
         var jobsByStatus: [String: Int]
         var units: [UnitSummary]
+        /// The shared volume by kind, as last measured (hourly), and what each account keeps.
+        var volume: VolumeUsage?
+        var storedBytesByUser: [String: Int64]?
     }
 
     struct Users: Codable, ResponseEncodable {
@@ -71,7 +75,8 @@ struct AdminController {
             }
             return Overview(
                 queueDepth: waiting?.messages, queueConsumers: waiting?.consumers,
-                jobsByStatus: try await store.statusCounts(), units: units
+                jobsByStatus: try await store.statusCounts(), units: units,
+                volume: await volume.usage, storedBytesByUser: try await store.storedBytesByUser()
             )
         }
         router.get("/api/v1/admin/jobs") { request, context -> JobPage in

@@ -50,6 +50,8 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     let trustedProxies = try TrustedProxies(reader.string(forKey: "backend.trusted-proxies", default: "127.0.0.1/8,::1"))
     settings.userLimits = try UserLimits(reader: reader)
     settings.waitNoticeSeconds = TimeInterval(reader.int(forKey: "backend.wait-notice-seconds", default: 10))
+    settings.retention = try RetentionSettings(reader: reader)
+    settings.minFreeBytes = Int64(reader.int(forKey: "unit.min-free-mib", default: 1024)) << 20
     let setupFile = (databasePath as NSString).deletingLastPathComponent + "/setup-token"
     let store = try await JobStore.open(path: databasePath, logger: logger)
     let queue = ProducerQueue(producerURL: producerURL, token: token, http: HTTPClient(logger: logger))
@@ -78,7 +80,8 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-dead-letters"), logger: logger),
         store: store, logger: logger
     )
-    return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events, deadLetters, sweeper], logger: logger)
+    let retention = RetentionSweeper(store: store, dataDirectory: data, settings: settings.retention, meter: settings.volume, logger: logger)
+    return buildServiceApplication(service: "backend", router: router, http: http, services: [store, events, deadLetters, sweeper, retention], logger: logger)
 }
 
 /// The backend service's routes; its dependencies are parameters so that tests can pass fakes.
@@ -100,8 +103,10 @@ func buildBackendRouter(
     router.add(middleware: Authenticator(store: store, adminIDs: auth.adminIDs, trustedProxies: auth.trustedProxies))
     AuthController(store: store, settings: auth).register(to: router)
     JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
-    AdminController(store: store, control: control, adminIDs: auth.adminIDs, probeUnit: probeUnit, logger: logger).register(to: router)
-    WaitingController(store: store, control: control, noticeAfter: settings.waitNoticeSeconds, logger: logger).register(to: router)
+    AdminController(store: store, control: control, adminIDs: auth.adminIDs, probeUnit: probeUnit, volume: settings.volume, logger: logger).register(to: router)
+    WaitingController(
+        store: store, control: control, noticeAfter: settings.waitNoticeSeconds, dataDirectory: settings.dataDirectory, minFreeBytes: settings.minFreeBytes, logger: logger
+    ).register(to: router)
     return router
 }
 

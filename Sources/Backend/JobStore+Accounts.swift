@@ -126,7 +126,7 @@ extension JobStore {
             SELECT
                 COALESCE(SUM(CASE WHEN status IN ('submitted', 'queued', 'preparing', 'running') THEN 1 ELSE 0 END), 0) AS active,
                 COALESCE(SUM(CASE WHEN submitted_at > ? THEN 1 ELSE 0 END), 0) AS recent,
-                COALESCE(SUM(bundle_bytes + COALESCE(result_bytes, 0)), 0) AS stored
+                COALESCE(SUM(CASE WHEN files_removed_at IS NULL THEN bundle_bytes + COALESCE(result_bytes, 0) ELSE 0 END), 0) AS stored
             FROM jobs WHERE owner_id = ?
             """,
             [.float(now.timeIntervalSince1970 - 60), .text(ownerID)]

@@ -125,6 +125,11 @@ final class JobStore: Sendable, Service {
             "ALTER TABLE jobs ADD COLUMN bundle_bytes INTEGER NOT NULL DEFAULT 0",
             "CREATE INDEX jobs_owner_submitted ON jobs(owner_id, submitted_at)",
         ],
+        [
+            // Retention: when a finished job's files (bundle, logs, result) were removed.
+            "ALTER TABLE jobs ADD COLUMN files_removed_at REAL",
+            "CREATE INDEX jobs_finished ON jobs(finished_at)",
+        ],
     ]
 
     private func migrate() async throws {

@@ -29,6 +29,11 @@ struct JobSettings: Sendable {
     var userLimits = UserLimits()
     /// After how long a waiting job's page says why it waits.
     var waitNoticeSeconds: TimeInterval = 10
+    var retention = RetentionSettings()
+    /// Free space below which units start no job (`unit.min-free-mib`, read alike by the units).
+    var minFreeBytes: Int64 = 1 << 30
+    /// The volume's use as the retention sweeper last measured it.
+    var volume = VolumeMeter()
     /// Threads for blocking file work (upload writes, bundle checks, log reads), apart from NIO's
     /// shared pool so that many uploads at once do not queue behind each other two at a time.
     var fileThreads: NIOThreadPool = .singleton
@@ -64,7 +69,8 @@ struct JobsController {
         _ = try context.requireUser()
         return ServerLimits(
             maxUploadBytes: settings.maxUploadBytes, defaultTimeLimit: settings.defaultTimeLimit, maxTimeLimit: settings.maxTimeLimit,
-            defaultMemoryLimit: settings.defaultMemoryLimit, maxMemoryLimit: settings.maxMemoryLimit
+            defaultMemoryLimit: settings.defaultMemoryLimit, maxMemoryLimit: settings.maxMemoryLimit,
+            retentionDays: settings.retention.days > 0 ? settings.retention.days : nil, retention: settings.retention.summary
         )
     }
 
@@ -237,6 +243,7 @@ struct JobsController {
     /// Log bytes from `offset`, at most 1 MiB; `X-Log-Size` tells how far the log has grown.
     @Sendable func log(_ request: Request, context: BackendContext) async throws -> Response {
         let job = try await ownedJob(context)
+        try await requireFiles(of: job)
         let stream = request.uri.queryParameters.get("stream") ?? "stdout"
         guard ["stdout", "stderr", "install"].contains(stream) else {
             throw APIError(.badRequest, code: "query.invalid_stream", message: "stream must be stdout, stderr or install (the installer's log of requirements.txt).")
@@ -267,8 +274,15 @@ struct JobsController {
         )
     }
 
+    /// 410 when the retention removed the job's files.
+    private func requireFiles(of job: Job) async throws {
+        guard try await store.filesRemoved(job.id) else { return }
+        throw APIError(.gone, code: "job.files_removed", message: "The files of job \(job.id) were removed by Ferry's retention. \(settings.retention.summary ?? "")")
+    }
+
     @Sendable func result(_ request: Request, context: BackendContext) async throws -> Response {
         let job = try await ownedJob(context)
+        try await requireFiles(of: job)
         let path = settings.dataDirectory + "/results/\(job.id).zip"
         guard job.status.isFinal, FileManager.default.fileExists(atPath: path) else {
             throw APIError(.conflict, code: "job.no_result", message: "Job \(job.id) has no result to download (it is \(job.status.rawValue)).")

@@ -76,4 +76,8 @@ struct ServerLimits: Codable, Sendable, ResponseEncodable {
     var maxTimeLimit: Int
     var defaultMemoryLimit: Int
     var maxMemoryLimit: Int
+    /// Days a finished job's files are kept (nil: until deleted).
+    var retentionDays: Int?
+    /// The retention in words, for the pages.
+    var retention: String?
 }

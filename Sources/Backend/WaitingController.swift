@@ -11,6 +11,9 @@ struct WaitingController {
     let control: any BrokerControl
     /// A job that waited less than this is simply queued; after it, its page says why it waits.
     let noticeAfter: TimeInterval
+    /// The shared volume, and the free space below which the units start no job (`unit.min-free-mib`).
+    var dataDirectory: String? = nil
+    var minFreeBytes: Int64 = 1 << 30
     let logger: Logger
 
     static let noUnits = "No processing unit is taking jobs right now; your job waits until one does. Ferry's operators have been told on the admin page."
@@ -54,8 +57,11 @@ struct WaitingController {
             let service = await state()
             let waited = Date().timeIntervalSince(job.submittedAt)
             var message: String?
+            let free = dataDirectory.map { VolumeMeter.space(of: $0).free }
             if let notice = service.notice {
                 message = notice
+            } else if let free, free < minFreeBytes {
+                message = "Ferry's shared storage is nearly full (\(free >> 20) MiB free), so no new job starts until there is room; your job waits and is not lost. Ferry's operators see it on the admin page."
             } else if waited >= noticeAfter {
                 let units = service.unitsTakingJobs.map { $0 == 1 ? "1 processing unit is" : "\($0) processing units are" } ?? "The processing units are"
                 message = ahead > 0

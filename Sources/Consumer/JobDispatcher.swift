@@ -76,7 +76,7 @@ struct JobDispatcher: Service {
             // and ends `error`.
             logger.warning("job interrupted; handing it back to the queue once the unit answers", metadata: ["error": "\(error)"])
             // The unit is up but could not run it, or its slots are full: wait longer after each attempt.
-            let busy = (error as? HTTPClientError)?.status == 503
+            let busy = (error as? HTTPClientError)?.status == 503  // slots full, stopping, or the volume nearly full
             let pause: Duration = error is RetryableRunFailure || busy ? .seconds(min(30, 1 << min(delivery.deliveryCount, 5))) : .zero
             await waitForUnit()
             throw DeliveryFailure.transient("\(error)", pause: pause)

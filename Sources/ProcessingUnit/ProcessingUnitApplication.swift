@@ -108,6 +108,12 @@ func buildProcessingUnitRouter(
         } catch {
             throw APIError(.unprocessableContent, code: "run.invalid_message", message: "The job message is refused: \(error).")
         }
+        // A nearly full volume starts nothing new: the job waits in the queue for room (never fails).
+        var space = statvfs()
+        if statvfs(dataDirectory, &space) == 0, Int64(space.f_bavail) * Int64(space.f_frsize) < executor.runner.settings.minFreeBytes,
+           await registry.state(of: message.jobID) == nil {
+            throw APIError(.serviceUnavailable, code: "run.volume_full", message: "The shared volume is nearly full; the job waits in the queue until there is room.")
+        }
         guard let state = await executor.submit(message) else {
             throw APIError(.serviceUnavailable, code: "run.busy", message: "This unit runs as many jobs as it has slots, or is shutting down; the job goes back to the queue.")
         }

@@ -20,6 +20,8 @@ struct UnitSettings: Sendable {
     var name: String
     /// How long a finished job's work folder stays for debugging (0: removed as soon as the job ends).
     var keepWorkSeconds: Int = 0
+    /// Below this much free space on the shared volume the unit starts no job (it waits in the queue).
+    var minFreeBytes: Int64 = 1 << 30
 
     init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit") {
         self.dataDirectory = dataDirectory
@@ -43,6 +45,7 @@ struct UnitSettings: Sendable {
         allowSourceBuilds = reader.bool(forKey: "python.allow-source-builds", default: false)
         bundleLimits = try BundleLimits(reader: reader)
         keepWorkSeconds = reader.int(forKey: "unit.keep-work-seconds", default: 0)
+        minFreeBytes = Int64(reader.int(forKey: "unit.min-free-mib", default: 1024)) << 20
         guard keepWorkSeconds >= 0 else { throw ConfigurationError(key: "unit.keep-work-seconds", message: "\(keepWorkSeconds); use 0 (remove at once) or more seconds") }
         name = reader.string(forKey: "unit.name", default: "\(ProcessInfo.processInfo.hostName):\(port)")
     }

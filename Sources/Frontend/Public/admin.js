@@ -18,6 +18,15 @@
       stat("Succeeded", count("succeeded")),
       stat("Failed, killed or timed out", count("failed") + count("killed") + count("timed_out")),
       stat("Errors", count("error")));
+    const volume = data.volume || {};
+    document.getElementById("volume").replaceChildren(
+      stat("Free", ferry.bytes(volume.freeBytes) + " of " + ferry.bytes(volume.totalBytes)),
+      stat("Bundles", ferry.bytes(volume.bundlesBytes)), stat("Results", ferry.bytes(volume.resultsBytes)),
+      stat("Job folders and logs", ferry.bytes(volume.jobFoldersBytes)), stat("Environments", ferry.bytes(volume.environmentsBytes)));
+    const byUser = Object.entries(data.storedBytesByUser || {}).sort((a, b) => b[1] - a[1]);
+    document.querySelector("#storage-by-user tbody").replaceChildren(...(byUser.length ? byUser.map(([user, bytes]) =>
+      ferry.el("tr", {}, ferry.el("td", { text: user }), ferry.el("td", { text: ferry.bytes(bytes) })))
+      : [ferry.el("tr", {}, ferry.el("td", { colspan: "2", class: "muted", text: "Nothing stored yet." }))]));
     ferry.show(notice, data.queueConsumers === 0 ? "No processing unit is taking jobs: queued jobs wait. The units below say which are down; their logs say why." : "");
     units.replaceChildren(...(data.units.length ? data.units.map((unit) => ferry.el("tr", {},
       ferry.el("td", {}, ferry.el("code", { text: unit.name }),

@@ -84,3 +84,13 @@ const ferry = {
     try { ferry.show(notice, (await ferry.json("/api/v1/service")).notice || ""); } catch (_) {}
   }, 15000);
 })();
+
+// How long results are kept, where a page shows results.
+(async () => {
+  const places = document.querySelectorAll("[data-retention]");
+  if (!places.length) return;
+  try {
+    const limits = await ferry.json("/api/v1/limits");
+    for (const place of places) ferry.show(place, limits.retention || "");
+  } catch (_) {}
+})();
