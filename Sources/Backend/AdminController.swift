@@ -16,6 +16,7 @@ struct AdminController {
     /// it is, else what is wrong.
     var probeUnit: @Sendable (String) async -> String? = { _ in nil }
     var volume = VolumeMeter()
+    var dataDirectory: String?
     let logger: Logger
 
     struct Overview: Codable, ResponseEncodable {
@@ -45,6 +46,17 @@ struct AdminController {
     }
 
     static let inviteLifetime: TimeInterval = 7 * 24 * 3600
+
+    /// The last measurement by kind, with the free space as it is now.
+    private func liveVolume() async -> VolumeUsage {
+        var usage = await volume.usage
+        if let data = dataDirectory {
+            let space = VolumeMeter.space(of: data)
+            usage.totalBytes = space.total
+            usage.freeBytes = space.free
+        }
+        return usage
+    }
 
     func register(to router: some RouterMethods<BackendContext>) {
         router.get("/api/v1/admin/overview") { _, context -> Overview in
@@ -76,7 +88,7 @@ struct AdminController {
             return Overview(
                 queueDepth: waiting?.messages, queueConsumers: waiting?.consumers,
                 jobsByStatus: try await store.statusCounts(), units: units,
-                volume: await volume.usage, storedBytesByUser: try await store.storedBytesByUser()
+                volume: await liveVolume(), storedBytesByUser: try await store.storedBytesByUser()
             )
         }
         router.get("/api/v1/admin/jobs") { request, context -> JobPage in

@@ -103,7 +103,7 @@ func buildBackendRouter(
     router.add(middleware: Authenticator(store: store, adminIDs: auth.adminIDs, trustedProxies: auth.trustedProxies))
     AuthController(store: store, settings: auth).register(to: router)
     JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
-    AdminController(store: store, control: control, adminIDs: auth.adminIDs, probeUnit: probeUnit, volume: settings.volume, logger: logger).register(to: router)
+    AdminController(store: store, control: control, adminIDs: auth.adminIDs, probeUnit: probeUnit, volume: settings.volume, dataDirectory: settings.dataDirectory, logger: logger).register(to: router)
     WaitingController(
         store: store, control: control, noticeAfter: settings.waitNoticeSeconds, dataDirectory: settings.dataDirectory, minFreeBytes: settings.minFreeBytes, logger: logger
     ).register(to: router)

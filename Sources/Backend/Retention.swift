@@ -73,14 +73,14 @@ actor VolumeMeter {
     }
 }
 
-/// Every `interval` (an hour), and at start: removes the files of finished jobs past the retention,
+/// Every `interval` (five minutes), and at start: removes the files of finished jobs past the retention,
 /// oldest first, and measures the volume for the admin page.
 struct RetentionSweeper: Service {
     let store: JobStore
     let dataDirectory: String
     let settings: RetentionSettings
     let meter: VolumeMeter
-    var interval: Duration = .seconds(3600)
+    var interval: Duration = .seconds(300)
     let logger: Logger
 
     func run() async throws {
