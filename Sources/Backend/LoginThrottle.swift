@@ -15,12 +15,15 @@ actor LoginThrottle {
     let freeAttempts: Int
     let window: TimeInterval
     let maxDelay: TimeInterval
+    /// The first wait; each one after doubles it.
+    let firstDelay: TimeInterval
     private var records: [String: Record] = [:]
 
-    init(freeAttempts: Int = 5, window: TimeInterval = 15 * 60, maxDelay: TimeInterval = 300) {
+    init(freeAttempts: Int = 5, window: TimeInterval = 15 * 60, maxDelay: TimeInterval = 300, firstDelay: TimeInterval = 1) {
         self.freeAttempts = freeAttempts
         self.window = window
         self.maxDelay = maxDelay
+        self.firstDelay = firstDelay
     }
 
     /// Seconds to wait before another attempt for any of `keys`, or nil when one may be made now.
@@ -37,7 +40,7 @@ actor LoginThrottle {
             record.failures += 1
             record.last = now
             if record.failures >= freeAttempts {
-                record.blockedUntil = now.addingTimeInterval(min(pow(2, Double(record.failures - freeAttempts)), maxDelay))
+                record.blockedUntil = now.addingTimeInterval(min(firstDelay * pow(2, Double(record.failures - freeAttempts)), maxDelay))
             }
             records[key] = record
         }

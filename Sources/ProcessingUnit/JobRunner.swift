@@ -73,7 +73,7 @@ struct JobRunner: Sendable {
         // the job is reported finished (unless the operator keeps them a while; WorkFolderJanitor
         // removes them later).
         if settings.keepWorkSeconds == 0 {
-            let work = jobDirectory + "/work"
+            let work = settings.work(of: message.jobID)
             if case .failure(let error) = await BlockingWork.run({ Result { try FileTree.remove(work) } }) {
                 logger.warning("cannot remove the job's work folder; the janitor tries again", metadata: ["error": "\(error)"])
             }
@@ -83,7 +83,7 @@ struct JobRunner: Sendable {
     }
 
     private func execute(_ message: JobMessage, in jobDirectory: String, manifest: inout Manifest, logger: Logger) async throws -> RunState {
-        let work = jobDirectory + "/work"
+        let work = settings.work(of: message.jobID)
         let bundle = settings.dataDirectory + "/" + message.bundlePath
         let stdout = jobDirectory + "/stdout.log", stderr = jobDirectory + "/stderr.log"
 

@@ -14,10 +14,19 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let logger = try Logger.ferry(service: "processing-unit", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProcessingUnitPort)
     var settings = try UnitSettings(reader: reader, port: http.port)
-    // The job and build users pass through jobs/ and envs/ to their own folders and can list
-    // neither. A folder the operator made keeps its mode (scripts/run makes these 0711, results/ 0700).
-    for folder in [settings.jobs, settings.environments, settings.results] where !FileManager.default.fileExists(atPath: folder) {
+    // The shared volume's folders are the unit's and the Backend's; one the operator made keeps its
+    // mode. The sandbox root is the unit's own: the job and build users pass through it to the one
+    // folder each sandbox binds, and can list nothing there.
+    for folder in [settings.jobs, settings.results] where !FileManager.default.fileExists(atPath: folder) {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        chmod(folder, 0o711)
+    }
+    for folder in [settings.sandboxRoot, settings.workFolders, settings.environments] {
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw ConfigurationError(key: "unit.sandbox-root", message: "cannot create \(folder): \(error.localizedDescription)")
+        }
         chmod(folder, 0o711)
     }
     var sandboxSettings = try SandboxSettings(reader: reader)
@@ -44,7 +53,7 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
         logger.warning("uv at \(uv) is outside /usr, where sandboxed builds cannot run it; environments are built with venv + pip (install uv in /usr/local/bin for faster builds)")
         settings.uv = nil
     }
-    let sandbox = try await Sandbox.prepare(sandboxSettings, python: python, dataDirectory: settings.dataDirectory)
+    let sandbox = try await Sandbox.prepare(sandboxSettings, python: python, sandboxRoot: settings.sandboxRoot)
     if sandbox.settings.mode == .none {
         logger.warning("unit.sandbox=none: jobs run as Ferry's own user with network and access to Ferry's files; use this only where every user is trusted")
     } else {
@@ -61,7 +70,7 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let router = buildProcessingUnitRouter(
         executor: executor, registry: registry, dataDirectory: settings.dataDirectory, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader)
     )
-    let janitor = WorkFolderJanitor(jobs: settings.jobs, keep: TimeInterval(settings.keepWorkSeconds), logger: logger)
+    let janitor = WorkFolderJanitor(jobs: settings.jobs, workFolders: settings.workFolders, keep: TimeInterval(settings.keepWorkSeconds), logger: logger)
     return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor, janitor], logger: logger)
 }
 

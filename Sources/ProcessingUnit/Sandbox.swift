@@ -90,7 +90,7 @@ struct Sandbox: Sendable {
 
     /// Checks that jobs can be contained, or throws a `ConfigurationError` that says what is missing
     /// and how to fix it (the unit then refuses to start).
-    static func prepare(_ settings: SandboxSettings, python: String, dataDirectory: String) async throws -> Sandbox {
+    static func prepare(_ settings: SandboxSettings, python: String, sandboxRoot: String) async throws -> Sandbox {
         guard settings.mode == .bubblewrap else {
             return Sandbox(settings: settings, user: (getuid(), getgid()), builder: (getuid(), getgid()), cgroups: nil, syscallFilter: [])
         }
@@ -122,7 +122,7 @@ struct Sandbox: Sendable {
             throw ConfigurationError(key: "unit.sandbox", message: "the seccomp filter for jobs cannot be built: \(error), \(optOut)")
         }
         let sandbox = Sandbox(settings: settings, user: user, builder: builder, cgroups: cgroups, syscallFilter: filter)
-        try await sandbox.probe(python: python, dataDirectory: dataDirectory, optOut: optOut)
+        try await sandbox.probe(python: python, sandboxRoot: sandboxRoot, optOut: optOut)
         return sandbox
     }
 
@@ -139,15 +139,15 @@ struct Sandbox: Sendable {
 
     /// Runs Python once in the sandbox, as a job would run, so that a unit that cannot contain its
     /// jobs says so at start rather than failing every job.
-    private func probe(python: String, dataDirectory: String, optOut: String) async throws {
-        let work = dataDirectory + "/jobs/.sandbox-probe-\(getpid())"
+    private func probe(python: String, sandboxRoot: String, optOut: String) async throws {
+        let work = sandboxRoot + "/work/.sandbox-probe-\(getpid())"
         try? FileManager.default.removeItem(atPath: work)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         guard lchown(work, user.uid, user.gid) == 0 else {
             throw ConfigurationError(key: "unit.sandbox", message: "cannot give \(work) to \(settings.jobUser): \(String(cString: strerror(errno)))")
         }
-        let log = dataDirectory + "/jobs/.sandbox-probe-\(getpid()).log"
+        let log = sandboxRoot + "/work/.sandbox-probe-\(getpid()).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         let command = jobCommand(
             python: python, arguments: ["-c", "import os; print('sandbox ok', os.getuid())"], readOnly: [], work: work, project: work,
@@ -158,7 +158,7 @@ struct Sandbox: Sendable {
         guard outcome.exitCode == 0, output == "sandbox ok \(user.uid)" else {
             throw ConfigurationError(
                 key: "unit.sandbox",
-                message: "a test job could not run in the sandbox (\(output.isEmpty ? "exit \(outcome.exitCode)" : output)). The job user \(settings.jobUser) must be able to reach \(python) and FERRY_DATA_DIR (\(dataDirectory)); user namespaces must be allowed (in a container: seccomp and AppArmor must permit them), \(optOut)"
+                message: "a test job could not run in the sandbox (\(output.isEmpty ? "exit \(outcome.exitCode)" : output)). The job user \(settings.jobUser) must be able to reach \(python) and the unit's sandbox root (\(sandboxRoot), unit.sandbox-root: every folder above it must let others pass); user namespaces must be allowed (in a container: seccomp and AppArmor must permit them), \(optOut)"
             )
         }
     }

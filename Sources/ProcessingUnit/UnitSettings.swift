@@ -23,8 +23,14 @@ struct UnitSettings: Sendable {
     /// Below this much free space on the shared volume the unit starts no job (it waits in the queue).
     var minFreeBytes: Int64 = 1 << 30
 
-    init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit") {
+    /// The unit's own folder for what sandboxes must reach (work folders, environments), apart from
+    /// the shared volume: the job and build users pass through it (0711) and never through the
+    /// operator's folders, so FERRY_DATA_DIR can be anywhere and closed to them (`unit.sandbox-root`).
+    var sandboxRoot: String
+
+    init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit", sandboxRoot: String? = nil) {
         self.dataDirectory = dataDirectory
+        self.sandboxRoot = sandboxRoot ?? dataDirectory + "/unit"
         self.python = python
         self.uv = uv
         self.packageIndex = packageIndex
@@ -36,6 +42,8 @@ struct UnitSettings: Sendable {
             throw ConfigurationError(key: ConfigurationKeys.dataDirectory, message: "is required: the shared volume with bundles, jobs and results")
         }
         dataDirectory = data
+        sandboxRoot = reader.string(forKey: "unit.sandbox-root", default: geteuid() == 0 ? "/var/lib/ferry-unit" : data + "/unit")
+        guard sandboxRoot.hasPrefix("/") else { throw ConfigurationError(key: "unit.sandbox-root", message: "\(sandboxRoot) is not an absolute path") }
         python = reader.string(forKey: "python.path", default: "python3")
         let uvSetting = reader.string(forKey: "python.uv", default: "auto")
         // `auto` prefers uv under /usr, the only place a sandboxed build can run it from.
@@ -59,5 +67,10 @@ struct UnitSettings: Sendable {
     var bundles: String { dataDirectory + "/bundles" }
     var jobs: String { dataDirectory + "/jobs" }
     var results: String { dataDirectory + "/results" }
-    var environments: String { dataDirectory + "/envs" }
+    /// Environments, cached by requirements hash (the units of one machine share them).
+    var environments: String { sandboxRoot + "/envs" }
+    /// Jobs' work folders while they run: the extracted bundle and what the job writes.
+    var workFolders: String { sandboxRoot + "/work" }
+
+    func work(of jobID: String) -> String { workFolders + "/" + jobID }
 }

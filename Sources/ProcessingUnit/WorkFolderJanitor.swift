@@ -9,7 +9,9 @@ import ServiceLifecycle
 /// a unit that stopped mid-way left behind, every minute and at start; a job still running has no
 /// manifest yet and is never touched. Removal works for any tree a job can make (`FileTree.remove`).
 struct WorkFolderJanitor: Service {
+    /// Where the jobs' manifests are (the shared volume), and their work folders (the sandbox root).
     let jobs: String
+    let workFolders: String
     let keep: TimeInterval
     let logger: Logger
 
@@ -25,13 +27,12 @@ struct WorkFolderJanitor: Service {
     @discardableResult
     func sweep(now: Date = Date()) -> Int {
         var removed = 0
-        for job in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] where !job.hasPrefix(".") {
-            let folder = jobs + "/" + job
-            var manifest = stat(), work = stat()
-            guard lstat(folder + "/manifest.json", &manifest) == 0, lstat(folder + "/work", &work) == 0 else { continue }
+        for job in (try? FileManager.default.contentsOfDirectory(atPath: workFolders)) ?? [] where !job.hasPrefix(".") {
+            var manifest = stat()
+            guard lstat(jobs + "/" + job + "/manifest.json", &manifest) == 0 else { continue }
             guard now.timeIntervalSince1970 - Double(manifest.st_mtim.tv_sec) >= keep else { continue }
             do {
-                try FileTree.remove(folder + "/work")
+                try FileTree.remove(workFolders + "/" + job)
                 removed += 1
             } catch {
                 logger.warning("cannot remove a finished job's work folder", metadata: ["job.id": "\(job)", "error": "\(error)"])

@@ -147,7 +147,7 @@ final class SupervisedStack: Sendable {
         for index in 0..<units {
             let unitPort = ports[2 + 2 * index], consumerPort = ports[3 + 2 * index]
             // Units log each finished job at info: the test counts them.
-            services.append(try SupervisedService("ProcessingUnit", name: "unit\(index)", port: unitPort, arguments: common + ["--log-level", "info", "--unit-slots", "\(slots)"] + unitArguments))
+            services.append(try SupervisedService("ProcessingUnit", name: "unit\(index)", port: unitPort, arguments: common + ["--log-level", "info", "--unit-slots", "\(slots)", "--unit-sandbox-root", data.file("unit")] + unitArguments))
             services.append(try SupervisedService("Consumer", name: "consumer\(index)", port: consumerPort, arguments: common + [
                 "--unit-url", "http://127.0.0.1:\(unitPort)", "--unit-slots", "\(slots)",
             ]))

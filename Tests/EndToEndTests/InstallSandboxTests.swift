@@ -41,9 +41,9 @@ struct InstallSandboxTests {
             let manifest = try String(contentsOfFile: stack.data.file("jobs/\(job.id)/manifest.json"), encoding: .utf8)
             #expect(manifest.contains("ferry-canary==1.0"), "\(manifest)")
             // The environment belongs to root and nobody else may change it.
-            let environments = try FileManager.default.contentsOfDirectory(atPath: stack.data.file("envs")).filter { $0.count == 32 }
+            let environments = try FileManager.default.contentsOfDirectory(atPath: stack.sandbox.file("envs")).filter { $0.count == 32 }
             for environment in environments {
-                let attributes = try FileManager.default.attributesOfItem(atPath: stack.data.file("envs/\(environment)"))
+                let attributes = try FileManager.default.attributesOfItem(atPath: stack.sandbox.file("envs/\(environment)"))
                 #expect((attributes[.ownerAccountID] as? NSNumber)?.intValue == 0)
             }
         } catch {

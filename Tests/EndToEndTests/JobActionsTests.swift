@@ -66,7 +66,7 @@ struct JobActionsTests {
         }
         #expect(FileManager.default.fileExists(atPath: stack.data.file("jobs/\(waiting.id)/manifest.json")), "the canceled job's message was never taken")
         #expect(!FileManager.default.fileExists(atPath: stack.data.file("results/\(waiting.id).zip")))
-        #expect(!FileManager.default.fileExists(atPath: stack.data.file("jobs/\(waiting.id)/work")))
+        #expect(!FileManager.default.fileExists(atPath: stack.sandbox.file("work/\(waiting.id)")))
         let after = try await bob.job(waiting.id).decode(APIJob.self)
         #expect(after.status == "canceled" && after.reason?.contains("before it ran") == true)
     }

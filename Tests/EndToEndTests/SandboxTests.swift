@@ -77,7 +77,7 @@ struct SandboxTests {
         #expect(view.uid != getuid() && view.uid != 0, "the job ran as Ferry's user or root")
         #expect(view.root.sorted() == ["bin", "dev", "etc", "job", "lib", "lib64", "proc", "sbin", "tmp", "usr"])
         // Of the volume, only its own work folder (/job) and its Python environment (read-only) exist.
-        let allowed = ["/job/", "/etc/", stack.data.path + "/envs/"]
+        let allowed = ["/job/", "/etc/", stack.sandbox.path + "/envs/"]
         for file in view.files {
             #expect(allowed.contains { file.hasPrefix($0) } && !file.contains(secret.id), "the job saw \(file)")
         }
@@ -127,7 +127,7 @@ struct SandboxTests {
         #expect(job.reason?.contains("output size") == true, "\(job.reason ?? "")")
         #expect(processesOf(job.id).isEmpty)
         // What it wrote leaves the volume with its work folder; its logs, manifest and result stay.
-        #expect(!FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)/work")), "the filler's work folder stayed on the volume")
+        #expect(!FileManager.default.fileExists(atPath: stack.sandbox.file("work/\(job.id)")), "the filler's work folder stayed on the volume")
         #expect(FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)/manifest.json")))
     }
 
@@ -208,7 +208,7 @@ struct SandboxTests {
         #expect(job.reason?.contains("levels deep") == true || job.reason?.contains("output size") == true, "\(job.reason ?? "")")
         #expect(job.resultBytes != nil, "the partial output was not kept")
         #expect(processesOf(job.id).isEmpty)
-        #expect(!FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)/work")), "a tree past PATH_MAX stayed on the volume")
+        #expect(!FileManager.default.fileExists(atPath: stack.sandbox.file("work/\(job.id)")), "a tree past PATH_MAX stayed on the volume")
     }
 
     /// Whoever can publish to the broker could queue a job message of their own; the Consumer checks

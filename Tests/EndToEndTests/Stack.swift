@@ -12,6 +12,8 @@ final class Stack: Sendable {
     @TaskLocal static var current: Stack?
 
     let data: TemporaryDirectory
+    /// The unit's sandbox root (work folders and environments), apart from the shared volume.
+    let sandbox: TemporaryDirectory
     let backendURL: String
     /// The web pages, as a browser reaches them.
     let frontendURL: String
@@ -30,8 +32,9 @@ final class Stack: Sendable {
         (try? String(contentsOfFile: data.file("backend/setup-token"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private init(data: TemporaryDirectory, backendURL: String, frontendURL: String, unitURL: String, consumerURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
+    private init(data: TemporaryDirectory, sandbox: TemporaryDirectory, backendURL: String, frontendURL: String, unitURL: String, consumerURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
         self.data = data
+        self.sandbox = sandbox
         self.backendURL = backendURL
         self.frontendURL = frontendURL
         self.unitURL = unitURL
@@ -42,13 +45,27 @@ final class Stack: Sendable {
     }
 
     /// Starts the stack; `unitArguments` go to its ProcessingUnit besides the usual ones.
-    static func start(unitArguments: [String] = []) async throws -> Stack {
+    /// A vhost of its own on the test broker, so that no other stack takes its jobs; returns its
+    /// name and the URL that reaches it.
+    static func makeVhost() async throws -> (name: String, url: String) {
         let vhost = "ferry-e2e-\(UUID().uuidString.prefix(8))"
         try await management("PUT", "/api/vhosts/\(vhost)", body: "{}")
         try await management("PUT", "/api/permissions/\(vhost)/guest", body: #"{"configure":".*","write":".*","read":".*"}"#)
-        let amqp = amqpURL.hasSuffix("/") ? amqpURL + vhost : amqpURL + "/" + vhost
+        return (vhost, amqpURL.hasSuffix("/") ? amqpURL + vhost : amqpURL + "/" + vhost)
+    }
 
+    static func deleteVhost(_ name: String) async throws {
+        try await management("DELETE", "/api/vhosts/\(name)", body: nil)
+    }
+
+    static func start(unitArguments: [String] = []) async throws -> Stack {
+        let (vhost, amqp) = try await makeVhost()
+
+        // The shared volume is closed to everyone else (0700), as under a checkout in /root: the job
+        // and build users reach only the unit's sandbox root.
         let data = try TemporaryDirectory("ferry-e2e")
+        chmod(data.path, 0o700)
+        let sandbox = try TemporaryDirectory("ferry-e2e-sandbox")
         let ports = try (0..<5).map { _ in try unusedPort() }
         let (backend, producer, consumer, unit, frontend) = (ports[0], ports[1], ports[2], ports[3], ports[4])
         let common = ["--data-dir", data.path, "--amqp-url", amqp, "--log-level", "warning"]
@@ -58,7 +75,7 @@ final class Stack: Sendable {
             for (executable, port, extra) in [
                 ("Producer", producer, [String]()),
                 // Small output limits, so that the disk-filler and file-count tests end quickly.
-                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000", "--unit-slots", "4"] + unitArguments),
+                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000", "--unit-slots", "4", "--unit-sandbox-root", sandbox.path] + unitArguments),
                 ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
                 ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
                 ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),
@@ -72,7 +89,7 @@ final class Stack: Sendable {
             throw error
         }
         return Stack(
-            data: data, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)",
+            data: data, sandbox: sandbox, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)",
             unitURL: "http://127.0.0.1:\(unit)", consumerURL: "http://127.0.0.1:\(consumer)", client: client, services: services, vhost: vhost
         )
     }

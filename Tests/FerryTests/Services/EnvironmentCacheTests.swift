@@ -28,14 +28,14 @@ struct EnvironmentCacheTests {
 
     @Test func aCancelledInstallIsNeverMarkedReady() async throws {
         let work = try TemporaryDirectory()
-        try FileManager.default.createDirectory(atPath: work.file("envs"), withIntermediateDirectories: true)
         let cache = Self.cache(in: work, uv: try Self.fakeInstaller(in: work, install: "sleep 30"))
+        try FileManager.default.createDirectory(atPath: cache.settings.environments, withIntermediateDirectories: true)
         let requirements = ["six==1.16.0"]
         let building = Task { try await cache.prepare(requirements: requirements, log: work.file("install.log")) }
         try await Task.sleep(for: .seconds(2))
         building.cancel()
         await #expect(throws: CancellationError.self) { _ = try await building.value }
-        let directory = work.file("envs/" + cache.key(for: requirements))
+        let directory = cache.settings.environments + "/" + cache.key(for: requirements)
         #expect(!FileManager.default.fileExists(atPath: directory + "/.ferry-ready"), "a cancelled install was marked ready")
 
         // The next job with the same requirements builds it again, and only a finished build is ready.
@@ -48,9 +48,9 @@ struct EnvironmentCacheTests {
 
     @Test func aFailedInstallIsNotMarkedReady() async throws {
         let work = try TemporaryDirectory()
-        try FileManager.default.createDirectory(atPath: work.file("envs"), withIntermediateDirectories: true)
         let said = "echo 'error: No solution found when resolving dependencies' >&2; echo '  cause: Because there is no version of six==9.9.9 and you require six==9.9.9, we can conclude that your requirements are unsatisfiable.' >&2; exit 1"
         let cache = Self.cache(in: work, uv: try Self.fakeInstaller(in: work, install: said))
+        try FileManager.default.createDirectory(atPath: cache.settings.environments, withIntermediateDirectories: true)
         do {
             _ = try await cache.prepare(requirements: ["six==9.9.9"], log: work.file("install.log"))
             Issue.record("a failed install succeeded")
@@ -58,6 +58,6 @@ struct EnvironmentCacheTests {
             #expect(failure.kind == .requirements)
             #expect(failure.summary.contains("no version of six==9.9.9"), "\(failure.summary)")
         }
-        #expect(!FileManager.default.fileExists(atPath: work.file("envs/" + cache.key(for: ["six==9.9.9"]) + "/.ferry-ready")))
+        #expect(!FileManager.default.fileExists(atPath: cache.settings.environments + "/" + cache.key(for: ["six==9.9.9"]) + "/.ferry-ready"))
     }
 }

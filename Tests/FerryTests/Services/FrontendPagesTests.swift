@@ -273,7 +273,7 @@ struct FrontendPagesTests {
     @Test func failedLoginsAreThrottledByAddressAsWellAsByAccount() async throws {
         var auth = BackendRouterTests.testAuth
         auth.accountThrottle = LoginThrottle(freeAttempts: 100)
-        auth.addressThrottle = LoginThrottle(freeAttempts: 4)
+        auth.addressThrottle = LoginThrottle(freeAttempts: 4, firstDelay: 60)
         try await Self.withStack(auth: auth) { browser, _ in
             try await Self.register(browser, "target")
             browser.cookies["ferry_session"] = nil
