@@ -65,11 +65,9 @@ extension AMQPConnection {
             guard delivery.channelGeneration == self.channelGeneration else {
                 throw AMQPError(.staleDelivery, "\(verb) delivery \(delivery.deliveryTag): its channel was closed; the broker will deliver the message again")
             }
-            let status = send()
+            let status = self.unbounded(send)
             guard status == AMQP_STATUS_OK.rawValue else {
-                let error = AMQPError(.connectionLost, "\(verb) delivery \(delivery.deliveryTag) failed: \(Self.describe(status: status))")
-                self.end(error)
-                throw error
+                throw self.end(AMQPError(.connectionLost, "\(verb) delivery \(delivery.deliveryTag) failed: \(Self.describe(status: status))"))
             }
         }
     }

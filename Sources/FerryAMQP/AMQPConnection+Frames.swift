@@ -13,12 +13,11 @@ extension AMQPConnection {
     func waitForFrame(timeout: Duration) throws -> FrameWait {
         var frame = amqp_frame_t()
         var wait = timeval(timeout)
-        let status = amqp_simple_wait_frame_noblock(state, &frame, &wait)
+        // It may send a due heartbeat, which rabbitmq-c does without a deadline.
+        let status = unbounded { amqp_simple_wait_frame_noblock(state, &frame, &wait) }
         if status == AMQP_STATUS_OK.rawValue { return .frame(frame) }
         if status == AMQP_STATUS_TIMEOUT.rawValue { return .timedOut }
-        let error = AMQPError(.connectionLost, "reading from the broker failed: \(Self.describe(status: status))")
-        end(error)
-        throw error
+        throw end(AMQPError(.connectionLost, "reading from the broker failed: \(Self.describe(status: status))"))
     }
 
     /// Starts watching the socket: a read source runs `readReadyFrames()` on `queue` whenever the
@@ -27,6 +26,7 @@ extension AMQPConnection {
     /// The source watches a duplicate of the socket, so rabbitmq-c can close its own descriptor
     /// whenever it likes; the source closes the duplicate when it is cancelled.
     func startWatching() {
+        stallGuard = StallGuard(socket: amqp_get_sockfd(state), limit: options.sendTimeout)
         let watched = dup(amqp_get_sockfd(state))
         guard watched >= 0 else { return }
         let reader = DispatchSource.makeReadSource(fileDescriptor: watched, queue: queue)
@@ -46,6 +46,7 @@ extension AMQPConnection {
     func stopWatching() {
         for watcher in watchers { watcher.cancel() }
         watchers = []
+        stallGuard?.stop()
     }
 
     /// Handles every frame that is ready without waiting: those rabbitmq-c already buffered and those
@@ -112,11 +113,10 @@ extension AMQPConnection {
     /// Reads the content header and body frames that follow a deliver or return method.
     func readMessage(channel: amqp_channel_t) throws -> (body: [UInt8], properties: AMQPProperties) {
         var message = amqp_message_t()
-        let reply = amqp_read_message(state, channel, &message, 0)
+        // rabbitmq-c reads the body frames without a deadline.
+        let reply = unbounded { amqp_read_message(state, channel, &message, 0) }
         guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
-            let error = AMQPError(.connectionLost, "reading a message body failed: \(Self.describe(reply))")
-            end(error)
-            throw error
+            throw end(AMQPError(.connectionLost, "reading a message body failed: \(Self.describe(reply))"))
         }
         defer { amqp_destroy_message(&message) }
         return ([UInt8](bytes: message.body), AMQPProperties(message.properties))
@@ -131,7 +131,7 @@ extension AMQPConnection {
         guard let (body, properties) = try? readMessage(channel: channel) else { return }
         guard let consumer = consumers[tag] else {
             // The stream was dropped; hand the message back so another consumer gets it.
-            amqp_basic_reject(state, channel, deliveryTag, 1)
+            _ = unbounded { amqp_basic_reject(state, channel, deliveryTag, 1) }
             return
         }
         consumer.yield(AMQPDelivery(
@@ -146,7 +146,7 @@ extension AMQPConnection {
     func channelClosed(_ close: amqp_channel_close_t) -> AMQPError {
         let error = AMQPError(.channelClosed, "\(close.reply_code) \(String(bytes: close.reply_text))", replyCode: Int(close.reply_code))
         var closeOK = amqp_channel_close_ok_t(dummy: 0)
-        amqp_send_method(state, channel, FERRY_CHANNEL_CLOSE_OK, &closeOK)
+        _ = unbounded { amqp_send_method(state, channel, FERRY_CHANNEL_CLOSE_OK, &closeOK) }
         for continuation in consumers.values { continuation.finish(throwing: error) }
         consumers.removeAll()
         failPendingConfirms(error)
@@ -166,9 +166,8 @@ extension AMQPConnection {
             replyCode: Int(close.reply_code)
         )
         var closeOK = amqp_connection_close_ok_t(dummy: 0)
-        amqp_send_method(state, 0, FERRY_CONNECTION_CLOSE_OK, &closeOK)
-        end(error)
-        return error
+        _ = unbounded { amqp_send_method(state, 0, FERRY_CONNECTION_CLOSE_OK, &closeOK) }
+        return end(error)
     }
 
     /// Maps the reply of a synchronous call to an error. Library failures (timeouts, socket errors)
@@ -185,9 +184,7 @@ extension AMQPConnection {
             throw AMQPError(error.code, "\(context()): \(error.message)", replyCode: error.replyCode)
         default:
             let timedOut = reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && reply.library_error == AMQP_STATUS_TIMEOUT.rawValue
-            let error = AMQPError(timedOut ? .timedOut : .connectionLost, "\(context()): \(Self.describe(reply))")
-            end(error)
-            throw error
+            throw end(AMQPError(timedOut ? .timedOut : .connectionLost, "\(context()): \(Self.describe(reply))"))
         }
     }
 

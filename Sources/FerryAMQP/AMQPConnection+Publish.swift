@@ -21,8 +21,9 @@ extension AMQPConnection {
     /// the broker can confirm (and fsync) them together.
     ///
     /// Throws `nacked` when the broker refused it, `returned` when no queue was bound to take it,
-    /// `timedOut` when no confirm came within `options.confirmTimeout` (the connection is then ended,
-    /// since the message's fate is unknown), and `connectionLost` when the connection dropped.
+    /// `timedOut` when no confirm came within `options.confirmTimeout` or the broker took no data
+    /// within `options.sendTimeout` (the connection is then ended, since the message's fate is
+    /// unknown), and `connectionLost` when the connection dropped.
     public func publish(
         _ body: [UInt8], exchange: String = "", routingKey: String, properties: AMQPProperties = .init(), mandatory: Bool = true
     ) async throws {
@@ -35,14 +36,15 @@ extension AMQPConnection {
                     tagged.headers[Self.publishTagHeader] = .int(Int64(tag))
                     let arena = CArena()
                     var cProperties = tagged.cProperties(in: arena)
-                    let status = amqp_basic_publish(
-                        self.state, self.channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
-                        &cProperties, arena.bytes(body)
-                    )
+                    // rabbitmq-c sends the frames without a deadline; the stall guard gives them one.
+                    let status = self.unbounded {
+                        amqp_basic_publish(
+                            self.state, self.channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0,
+                            &cProperties, arena.bytes(body)
+                        )
+                    }
                     guard status == AMQP_STATUS_OK.rawValue else {
-                        let error = AMQPError(.connectionLost, "publishing to \(exchange.isEmpty ? "queue" : "exchange \(exchange)") \(routingKey) failed: \(Self.describe(status: status))")
-                        self.end(error)
-                        throw error
+                        throw self.end(AMQPError(.connectionLost, "publishing to \(exchange.isEmpty ? "queue" : "exchange \(exchange)") \(routingKey) failed: \(Self.describe(status: status))"))
                     }
                     self.nextPublishTag += 1
                     self.pendingConfirms[tag] = PendingConfirm(

@@ -8,7 +8,7 @@ import Synchronization
 ///
 /// rabbitmq-c forbids concurrent use of a connection and its calls block, so every C call runs on
 /// `queue`, a serial dispatch queue of this connection's own, never on the cooperative pool; every
-/// blocking wait has a timeout. A read source on the socket hands every arriving frame (deliveries,
+/// blocking wait has a timeout (the calls rabbitmq-c lets wait forever get one from `StallGuard`). A read source on the socket hands every arriving frame (deliveries,
 /// confirms, heartbeats) to the queue as it comes, and a timer sends heartbeats and notices a lost
 /// connection, which it reports through `closed()` and by ending every consumer stream with
 /// `AMQPError.Code.connectionLost`. A lost connection is never reused: open a new one.
@@ -35,6 +35,8 @@ public final class AMQPConnection: @unchecked Sendable {
 
     /// The socket's read source and the heartbeat timer (see `startWatching()`).
     var watchers: [any DispatchSourceProtocol] = []
+    /// Ends a send that the broker does not take within `options.sendTimeout` (see `unbounded(_:)`).
+    var stallGuard: StallGuard?
 
     private struct Lifecycle {
         var endedBy: AMQPError?
@@ -117,10 +119,26 @@ public final class AMQPConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs a rabbitmq-c call that has no deadline of its own (a send) under the stall guard.
+    func unbounded<T>(_ body: () -> T) -> T {
+        if let stallGuard { return stallGuard.around(body) }
+        return body()
+    }
+
     /// Ends the connection: consumers are finished (with `error` unless `clean`), waiters told, and
     /// the socket shut down so that the broker requeues what this connection had not acknowledged.
-    func end(_ error: AMQPError, clean: Bool = false) {
-        guard isOpen else { return }
+    /// Returns the error the connection ended with: `timedOut` when the stall guard ended a send
+    /// (the caller's own error then only says that the socket failed).
+    @discardableResult
+    func end(_ reported: AMQPError, clean: Bool = false) -> AMQPError {
+        guard isOpen else { return lifecycle.withLock { $0.endedBy } ?? reported }
+        let error = stallGuard?.tripped == true
+            ? AMQPError(
+                .timedOut,
+                "the broker took no data from this connection for \(options.sendTimeout); it may be blocking publishers "
+                    + "on a memory or disk alarm (rabbitmqctl status lists alarms)"
+            )
+            : reported
         isOpen = false
         stopWatching()
         if !clean {
@@ -139,6 +157,7 @@ public final class AMQPConnection: @unchecked Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.resume(returning: error) }
+        return error
     }
 
     // MARK: - Opening

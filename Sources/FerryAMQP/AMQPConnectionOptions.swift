@@ -10,15 +10,20 @@ public struct AMQPConnectionOptions: Sendable {
     public var rpcTimeout: Duration
     /// A published message must be confirmed by the broker within this.
     public var confirmTimeout: Duration
+    /// A publish, acknowledgement or heartbeat must be taken by the broker within this (rabbitmq-c
+    /// itself waits forever when the broker stops reading, as it does to publishers during a memory or
+    /// disk alarm); the connection then ends with `timedOut`.
+    public var sendTimeout: Duration
 
     public init(
         name: String = "ferry", heartbeatSeconds: Int = 15, connectTimeout: Duration = .seconds(5),
-        rpcTimeout: Duration = .seconds(10), confirmTimeout: Duration = .seconds(30)
+        rpcTimeout: Duration = .seconds(10), confirmTimeout: Duration = .seconds(30), sendTimeout: Duration = .seconds(30)
     ) {
         self.name = name
         self.heartbeatSeconds = heartbeatSeconds
         self.connectTimeout = connectTimeout
         self.rpcTimeout = rpcTimeout
         self.confirmTimeout = confirmTimeout
+        self.sendTimeout = sendTimeout
     }
 }
