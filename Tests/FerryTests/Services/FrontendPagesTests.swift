@@ -293,7 +293,7 @@ struct FrontendPagesTests {
         try await Self.withStack { browser, _ in
             let port = try #require(URLComponents(string: browser.base)?.port)
             for path in ["/api/../metrics", "/api/%2e%2e/metrics", "/api/v1/%2E%2E/%2E%2E/health", "/api/v1/jobs%2F..%2F..%2Fmetrics", "/api/./v1/limits"] {
-                let answer = try RawHTTP.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: port)
+                let answer = try await RawHTTP.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", port: port)
                 #expect(answer.hasPrefix("HTTP/1.1 400"), "\(path): \(answer.prefix(200))")
                 #expect(!answer.contains("http_server_request"), "\(path) reached the Backend's metrics")
             }
@@ -324,7 +324,7 @@ struct FrontendPagesTests {
             }
             // Each hanging upload gets its answer (408) or is closed once it was idle for 3 s.
             var cutOff = 0
-            for socket in hanging where RawHTTP.waitForAnswerOrClose(socket, seconds: 20) { cutOff += 1 }
+            for socket in hanging where await RawHTTP.waitForAnswerOrClose(socket, seconds: 20) { cutOff += 1 }
             #expect(cutOff == 100, "only \(cutOff) of 100 hanging uploads were cut off")
         }
     }
@@ -351,7 +351,13 @@ enum RawHTTP {
     }
 
     /// Sends `request` and returns everything the server answered until it closed (at most 10 s).
-    static func send(_ request: String, port: Int) throws -> String {
+    /// The blocking reads run on a thread of their own: on the cooperative pool (two threads here)
+    /// they would hold up the server under test, which answers on that pool.
+    static func send(_ request: String, port: Int) async throws -> String {
+        try await offThePool { try sendBlocking(request, port: port) }
+    }
+
+    private static func sendBlocking(_ request: String, port: Int) throws -> String {
         let descriptor = try open(request, port: port)
         defer { close(descriptor) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -367,8 +373,16 @@ enum RawHTTP {
     }
 
     /// Whether the server answered or closed the connection within `seconds`.
-    static func waitForAnswerOrClose(_ descriptor: Int32, seconds: Int) -> Bool {
-        var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        return poll(&poller, 1, Int32(seconds * 1000)) == 1
+    static func waitForAnswerOrClose(_ descriptor: Int32, seconds: Int) async -> Bool {
+        (try? await offThePool {
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            return poll(&poller, 1, Int32(seconds * 1000)) == 1
+        }) ?? false
+    }
+
+    private static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
     }
 }
