@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // MARK: - Services
@@ -76,6 +78,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -105,18 +109,24 @@ let package = Package(
             name: "FerryBroker",
             dependencies: [
                 "FerryAMQP", "FerryContracts", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: swiftSettings
         ),
         /// Walking and removing trees a job wrote: relative to open descriptors, never through a link.
         .target(name: "FerryFiles", swiftSettings: swiftSettings),
         /// The bundle rules: finding the project, code.py and requirements.txt in an uploaded zip.
-        .target(name: "FerryBundle", dependencies: ["FerryZip"], swiftSettings: swiftSettings),
-        /// What every service executable shares: configuration, logging, the health route and the run loop.
+        .target(
+            name: "FerryBundle",
+            dependencies: ["FerryZip", "FerryContracts", .product(name: "Configuration", package: "swift-configuration")],
+            swiftSettings: swiftSettings
+        ),
+        /// What every service executable shares: configuration, logging, the health route and the run loop
+        /// (no C library: the Frontend, which links it, needs neither librabbitmq nor libzip).
         .target(
             name: "FerryService",
             dependencies: [
-                "FerryContracts", "FerryAMQP", "FerryBundle",
+                "FerryContracts",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -22,44 +22,44 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         throw ConfigurationError(key: ConfigurationKeys.dataDirectory, message: "is required: the shared volume with bundles, jobs and results")
     }
     var settings = JobSettings(dataDirectory: data)
-    settings.maxUploadBytes = reader.int(forKey: "limits.upload-bytes", default: settings.maxUploadBytes)
+    settings.maxUploadBytes = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsUploadBytes), default: settings.maxUploadBytes)
     settings.bundleLimits = try BundleLimits(reader: reader)
-    settings.defaultTimeLimit = reader.int(forKey: "limits.time-default", default: settings.defaultTimeLimit)
-    settings.maxTimeLimit = reader.int(forKey: "limits.time-max", default: settings.maxTimeLimit)
-    settings.defaultMemoryLimit = reader.int(forKey: "limits.memory-default", default: settings.defaultMemoryLimit)
-    settings.maxMemoryLimit = reader.int(forKey: "limits.memory-max", default: settings.maxMemoryLimit)
+    settings.defaultTimeLimit = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsTimeDefault), default: settings.defaultTimeLimit)
+    settings.maxTimeLimit = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsTimeMax), default: settings.maxTimeLimit)
+    settings.defaultMemoryLimit = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsMemoryDefault), default: settings.defaultMemoryLimit)
+    settings.maxMemoryLimit = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsMemoryMax), default: settings.maxMemoryLimit)
     try FileManager.default.createDirectory(atPath: settings.bundles, withIntermediateDirectories: true)
-    settings.fileThreads = NIOThreadPool(numberOfThreads: reader.int(forKey: "backend.file-threads", default: 16))
+    settings.fileThreads = NIOThreadPool(numberOfThreads: reader.int(forKey: ConfigKey(ConfigurationKeys.backendFileThreads), default: 16))
     settings.fileThreads.start()
 
     // Every setting is read and checked before the database opens: a bad one stops the Backend cleanly.
-    let databasePath = reader.string(forKey: "database.path", default: data + "/backend/ferry.sqlite")
-    let bcryptCost = reader.int(forKey: "auth.bcrypt-cost", default: 12)
-    guard (4...31).contains(bcryptCost) else { throw ConfigurationError(key: "auth.bcrypt-cost", message: "\(bcryptCost); use 4-31 (12 is a good default)") }
+    let databasePath = reader.string(forKey: ConfigKey(ConfigurationKeys.databasePath), default: data + "/backend/ferry.sqlite")
+    let bcryptCost = reader.int(forKey: ConfigKey(ConfigurationKeys.authBcryptCost), default: 12)
+    guard (4...31).contains(bcryptCost) else { throw ConfigurationError(key: ConfigurationKeys.authBcryptCost, message: "\(bcryptCost); use 4-31 (12 is a good default)") }
     let producerURL = reader.string(forKey: ConfigKey(ConfigurationKeys.producerURL), default: "http://127.0.0.1:8082")
     let token = try InternalToken(reader: reader)
     let amqpURL = try AMQPURL(reader: reader)
-    let adminIDs = Set((reader.string(forKey: "auth.admins") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+    let adminIDs = Set((reader.string(forKey: ConfigKey(ConfigurationKeys.authAdmins)) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
     if let name = adminIDs.first(where: { !JobID.isValid($0) }) {
-        throw ConfigurationError(key: "auth.admins", message: "\(name) is not an account id; administrators are named by id (the admin page shows them), not by user name")
+        throw ConfigurationError(key: ConfigurationKeys.authAdmins, message: "\(name) is not an account id; administrators are named by id (the admin page shows them), not by user name")
     }
-    let registrationName = reader.string(forKey: "auth.registration", default: Registration.open.rawValue)
+    let registrationName = reader.string(forKey: ConfigKey(ConfigurationKeys.authRegistration), default: Registration.open.rawValue)
     guard let registration = Registration(rawValue: registrationName) else {
-        throw ConfigurationError(key: "auth.registration", message: "\(registrationName); use open, closed or invite")
+        throw ConfigurationError(key: ConfigurationKeys.authRegistration, message: "\(registrationName); use open, closed or invite")
     }
-    let trustedProxies = try TrustedProxies(reader.string(forKey: "backend.trusted-proxies", default: "127.0.0.1/8,::1"))
+    let trustedProxies = try TrustedProxies(reader.string(forKey: ConfigKey(ConfigurationKeys.backendTrustedProxies), default: "127.0.0.1/8,::1"))
     settings.userLimits = try UserLimits(reader: reader)
-    settings.waitNoticeSeconds = TimeInterval(reader.int(forKey: "backend.wait-notice-seconds", default: 10))
+    settings.waitNoticeSeconds = TimeInterval(reader.int(forKey: ConfigKey(ConfigurationKeys.backendWaitNoticeSeconds), default: 10))
     settings.retention = try RetentionSettings(reader: reader)
-    settings.minFreeBytes = Int64(reader.int(forKey: "unit.min-free-mib", default: 1024)) << 20
+    settings.minFreeBytes = Int64(reader.int(forKey: ConfigKey(ConfigurationKeys.unitMinFreeMiB), default: 1024)) << 20
     let setupFile = (databasePath as NSString).deletingLastPathComponent + "/setup-token"
     let store = try await JobStore.open(path: databasePath, logger: logger)
     let queue = ProducerQueue(producerURL: producerURL, token: token, http: HTTPClient(logger: logger))
     let events = EventApplier(
-        link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
+        link: BrokerLink(url: amqpURL, options: try AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
         store: store, logger: logger
     )
-    let control = BrokerLinkControl(link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
+    let control = BrokerLinkControl(link: BrokerLink(url: amqpURL, options: try AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
     var auth = AuthSettings(bcryptCost: UInt8(bcryptCost), adminIDs: adminIDs, registration: registration, trustedProxies: trustedProxies)
     auth.setupTokenFile = setupFile
     try await SetupToken.prepare(store: store, adminIDs: adminIDs, file: setupFile, logger: logger)
@@ -73,11 +73,11 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
         }
     }, logger: logger)
     let sweeper = OutboxSweeper(
-        store: store, queue: queue, interval: .seconds(reader.int(forKey: "backend.sweep-interval", default: 5)),
-        minimumAge: Double(reader.int(forKey: "backend.sweep-age", default: 10)), logger: logger
+        store: store, queue: queue, interval: .seconds(reader.int(forKey: ConfigKey(ConfigurationKeys.backendSweepInterval), default: 5)),
+        minimumAge: Double(reader.int(forKey: ConfigKey(ConfigurationKeys.backendSweepAge), default: 10)), logger: logger
     )
     let deadLetters = DeadLetterApplier(
-        link: BrokerLink(url: amqpURL, options: AMQPConnectionOptions(reader: reader, name: "ferry-backend-dead-letters"), logger: logger),
+        link: BrokerLink(url: amqpURL, options: try AMQPConnectionOptions(reader: reader, name: "ferry-backend-dead-letters"), logger: logger),
         store: store, logger: logger
     )
     let retention = RetentionSweeper(store: store, dataDirectory: data, settings: settings.retention, meter: settings.volume, logger: logger)

@@ -3,6 +3,7 @@ import FerryService
 import Foundation
 import HTTPTypes
 import Hummingbird
+import FerryContracts
 
 /// The proxies whose `X-Forwarded-For` the Backend believes: the Frontend (on 127.0.0.1 under
 /// scripts/run, on the compose network in containers) and any TLS proxy in front of it.
@@ -18,12 +19,12 @@ struct TrustedProxies: Sendable, Equatable {
             let parts = entry.split(separator: "/", maxSplits: 1).map(String.init)
             if let address = Self.ipv4(parts[0]) {
                 let prefix = parts.count == 2 ? Int(parts[1]) : 32
-                guard let prefix, (0...32).contains(prefix) else { throw ConfigurationError(key: "backend.trusted-proxies", message: "\(entry) is not an IPv4 network; write 10.0.0.0/8") }
+                guard let prefix, (0...32).contains(prefix) else { throw ConfigurationError(key: ConfigurationKeys.backendTrustedProxies, message: "\(entry) is not an IPv4 network; write 10.0.0.0/8") }
                 networks.append((address, prefix))
             } else if parts.count == 1, entry.contains(":") {
                 exact.insert(entry.lowercased())
             } else {
-                throw ConfigurationError(key: "backend.trusted-proxies", message: "\(entry) is not an address or IPv4 network")
+                throw ConfigurationError(key: ConfigurationKeys.backendTrustedProxies, message: "\(entry) is not an address or IPv4 network")
             }
         }
     }

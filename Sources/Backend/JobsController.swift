@@ -163,7 +163,9 @@ struct JobsController {
         )
         let from = settings.bundles + "/\(original.id).zip", to = settings.bundles + "/\(job.id).zip"
         // Bundles are never written after upload, so the new job can share the file.
-        guard link(from, to) == 0 || (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil else {
+        // A copy (where the volume has no hard links) may be a GiB: on a file thread, never the pool.
+        let shared = try await settings.fileThreads.runIfActive { link(from, to) == 0 || (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil }
+        guard shared else {
             throw APIError(.conflict, code: "job.no_bundle", message: "The bundle of job \(original.id) is gone; upload it again.")
         }
         return try await submit(job, user: user, bundleBytes: bundleBytes)

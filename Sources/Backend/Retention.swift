@@ -20,10 +20,10 @@ struct RetentionSettings: Sendable, Equatable {
     }
 
     init(reader: ConfigReader) throws {
-        days = reader.int(forKey: "retention.days", default: 0)
-        let gib = reader.int(forKey: "retention.max-gib", default: 0)
-        guard days >= 0 else { throw ConfigurationError(key: "retention.days", message: "\(days); use 0 (keep) or more days") }
-        guard gib >= 0 else { throw ConfigurationError(key: "retention.max-gib", message: "\(gib); use 0 (no limit) or more GiB") }
+        days = reader.int(forKey: ConfigKey(ConfigurationKeys.retentionDays), default: 0)
+        let gib = reader.int(forKey: ConfigKey(ConfigurationKeys.retentionMaxGiB), default: 0)
+        guard days >= 0 else { throw ConfigurationError(key: ConfigurationKeys.retentionDays, message: "\(days); use 0 (keep) or more days") }
+        guard gib >= 0 else { throw ConfigurationError(key: ConfigurationKeys.retentionMaxGiB, message: "\(gib); use 0 (no limit) or more GiB") }
         maxBytes = Int64(gib) << 30
     }
 

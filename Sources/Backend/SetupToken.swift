@@ -1,6 +1,7 @@
 import FerryService
 import Foundation
 import Logging
+import FerryContracts
 
 /// The first administrator comes from the operator, not from whoever registers first: while Ferry
 /// has no administrator, the Backend keeps a one-time setup token in a file beside its database
@@ -30,13 +31,13 @@ enum SetupToken {
         let temporary = file + ".new"
         unlink(temporary)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw ConfigurationError(key: "database.path", message: "cannot write the setup token beside the database (\(file)): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw ConfigurationError(key: ConfigurationKeys.databasePath, message: "cannot write the setup token beside the database (\(file)): \(String(cString: strerror(errno)))") }
         let bytes = Array((token + "\n").utf8)
         let written = Glibc.write(descriptor, bytes, bytes.count)
         fsync(descriptor)
         close(descriptor)
         guard written == bytes.count, rename(temporary, file) == 0 else {
-            throw ConfigurationError(key: "database.path", message: "cannot write the setup token beside the database (\(file))")
+            throw ConfigurationError(key: ConfigurationKeys.databasePath, message: "cannot write the setup token beside the database (\(file))")
         }
     }
 }

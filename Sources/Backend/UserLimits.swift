@@ -2,6 +2,7 @@ import Configuration
 import FerryService
 import Foundation
 import HTTPTypes
+import FerryContracts
 
 /// What one researcher may hold at once, set by the operator (`limits.user-*`; 0 turns one off): jobs
 /// waiting or running, jobs submitted per minute, and bytes of bundles and results stored. Over a
@@ -20,9 +21,9 @@ struct UserLimits: Sendable, Equatable {
 
     init(reader: ConfigReader) throws {
         self.init()
-        activeJobs = reader.int(forKey: "limits.user-active-jobs", default: activeJobs)
-        submissionsPerMinute = reader.int(forKey: "limits.user-uploads-per-minute", default: submissionsPerMinute)
-        let storageMiB = reader.int(forKey: "limits.user-storage-mib", default: Int(storageBytes >> 20))
+        activeJobs = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsUserActiveJobs), default: activeJobs)
+        submissionsPerMinute = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsUserUploadsPerMinute), default: submissionsPerMinute)
+        let storageMiB = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsUserStorageMiB), default: Int(storageBytes >> 20))
         for (key, value) in [("limits.user-active-jobs", activeJobs), ("limits.user-uploads-per-minute", submissionsPerMinute), ("limits.user-storage-mib", storageMiB)] where value < 0 {
             throw ConfigurationError(key: key, message: "\(value); use 0 (no limit) or more")
         }

@@ -23,14 +23,14 @@ func buildConsumer(reader: ConfigReader) throws -> some ApplicationProtocol {
     }
     let token = try InternalToken(reader: reader)
     let dispatcher = JobDispatcher(
-        jobs: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-jobs"), logger: logger),
-        events: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-events"), logger: logger),
+        jobs: BrokerLink(url: url, options: try AMQPConnectionOptions(reader: reader, name: "ferry-consumer-jobs"), logger: logger),
+        events: BrokerLink(url: url, options: try AMQPConnectionOptions(reader: reader, name: "ferry-consumer-events"), logger: logger),
         // A thread per transfer: every slot's long poll at once, and room to spare.
         unitURL: unitURL, slots: UInt16(slots), unitName: unitURL, token: token, maxima: try JobLimitMaxima(reader: reader),
         http: HTTPClient(configuration: .init(maxConcurrentRequests: slots + 4), logger: logger), logger: logger
     )
     let cancels = CancelRelay(
-        link: BrokerLink(url: url, options: AMQPConnectionOptions(reader: reader, name: "ferry-consumer-control"), logger: logger),
+        link: BrokerLink(url: url, options: try AMQPConnectionOptions(reader: reader, name: "ferry-consumer-control"), logger: logger),
         unitURL: unitURL, token: token, http: HTTPClient(logger: logger), logger: logger
     )
     let health = HTTPClient(logger: logger)

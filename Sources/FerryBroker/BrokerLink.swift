@@ -11,24 +11,58 @@ public actor BrokerLink {
     private let logger: Logger
     private var current: AMQPConnection?
     private var everConnected = false
+    /// The attempt in progress: every caller waits for it rather than opening a connection of its own.
+    private var opening: Task<AMQPConnection, any Error>?
+    /// The last failed attempt: until `retryAt`, callers get its error at once instead of a new attempt.
+    private var lastFailure: (error: any Error, retryAt: ContinuousClock.Instant)?
+    private var pause: Duration
+    private let firstPause: Duration, maxPause: Duration
 
-    public init(url: AMQPURL, options: AMQPConnectionOptions, logger: Logger) {
+    /// `firstPause` is the wait after a failed attempt before the next; it doubles up to `maxPause`.
+    public init(url: AMQPURL, options: AMQPConnectionOptions, logger: Logger, firstPause: Duration = .milliseconds(500), maxPause: Duration = .seconds(10)) {
         self.url = url
         self.options = options
         self.logger = logger
+        self.firstPause = firstPause
+        self.maxPause = maxPause
+        pause = firstPause
     }
 
-    /// The open connection, connecting first if needed. Throws when the broker cannot be reached.
+    /// The open connection, connecting first if needed. At most one attempt runs at a time (the
+    /// callers that arrive meanwhile share its outcome), and after a failure the next attempt waits
+    /// a growing pause: until then callers get the last error at once, so a burst of requests while
+    /// the broker is down opens no burst of connections.
     public func connection() async throws -> AMQPConnection {
         if let current, current.isConnected { return current }
         current = nil
-        let connection = try await AMQPConnection.connect(to: url, options: options, logger: logger)
-        try await FerryTopology.declare(on: connection)
-        logger.info("connected to RabbitMQ", metadata: ["amqp.url": "\(url)", "amqp.connection": "\(options.name)"])
-        if everConnected { Counter(label: "ferry_broker_reconnects_total", dimensions: [("connection", options.name)]).increment() }
-        everConnected = true
-        current = connection
-        return connection
+        if let opening { return try await opening.value }
+        if let lastFailure, ContinuousClock.now < lastFailure.retryAt { throw lastFailure.error }
+        let attempt = Task { [url, options, logger] in
+            let connection = try await AMQPConnection.connect(to: url, options: options, logger: logger)
+            do {
+                try await FerryTopology.declare(on: connection)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            return connection
+        }
+        opening = attempt
+        defer { opening = nil }
+        do {
+            let connection = try await attempt.value
+            logger.info("connected to RabbitMQ", metadata: ["amqp.url": "\(url)", "amqp.connection": "\(options.name)"])
+            if everConnected { Counter(label: "ferry_broker_reconnects_total", dimensions: [("connection", options.name)]).increment() }
+            everConnected = true
+            current = connection
+            lastFailure = nil
+            pause = firstPause
+            return connection
+        } catch {
+            lastFailure = (error, ContinuousClock.now + pause)
+            pause = min(pause * 2, maxPause)
+            throw error
+        }
     }
 
     /// Closes the current connection, if any.

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import FerryContracts
 
 /// The shared secret every internal call carries (`Authorization: Bearer <token>` on
 /// `/internal/...`): the Backend's calls to the Producer and the Consumers' calls to their units.
@@ -17,7 +18,7 @@ public struct InternalToken: Sendable {
     public init(_ value: String) throws {
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.count >= 32, trimmed.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
-            throw ConfigurationError(key: "internal.token", message: "is shorter than 32 characters or holds spaces; generate one with `openssl rand -hex 32`")
+            throw ConfigurationError(key: ConfigurationKeys.internalToken, message: "is shorter than 32 characters or holds spaces; generate one with `openssl rand -hex 32`")
         }
         self.value = trimmed
         digest = Array(SHA256.hash(data: Data(trimmed.utf8)))
@@ -27,17 +28,17 @@ public struct InternalToken: Sendable {
     /// or takes internal calls needs it: without it the service refuses to start.
     public init(reader: ConfigReader, arguments: [String] = CommandLine.arguments) throws {
         if arguments.contains(where: { $0 == "--internal-token" || $0.hasPrefix("--internal-token=") }) {
-            throw ConfigurationError(key: "internal.token", message: "must not be given on the command line, where every local user can read it; set FERRY_INTERNAL_TOKEN in the environment (or FERRY_INTERNAL_TOKEN_FILE)")
+            throw ConfigurationError(key: ConfigurationKeys.internalToken, message: "must not be given on the command line, where every local user can read it; set FERRY_INTERNAL_TOKEN in the environment (or FERRY_INTERNAL_TOKEN_FILE)")
         }
-        if let file = reader.string(forKey: "internal.token-file"), !file.isEmpty {
+        if let file = reader.string(forKey: ConfigKey(ConfigurationKeys.internalTokenFile)), !file.isEmpty {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw ConfigurationError(key: "internal.token-file", message: "\(file) cannot be read")
+                throw ConfigurationError(key: ConfigurationKeys.internalTokenFile, message: "\(file) cannot be read")
             }
             try self.init(text)
-        } else if let text = reader.string(forKey: "internal.token", isSecret: true), !text.isEmpty {
+        } else if let text = reader.string(forKey: ConfigKey(ConfigurationKeys.internalToken), isSecret: true), !text.isEmpty {
             try self.init(text)
         } else {
-            throw ConfigurationError(key: "internal.token", message: "is required: the secret Ferry's services share for their internal calls; generate one with `openssl rand -hex 32` and give the same to every service (scripts/run and compose do this for you)")
+            throw ConfigurationError(key: ConfigurationKeys.internalToken, message: "is required: the secret Ferry's services share for their internal calls; generate one with `openssl rand -hex 32` and give the same to every service (scripts/run and compose do this for you)")
         }
     }
 

@@ -6,9 +6,9 @@ extension JobLimitMaxima {
     /// Producer, the Consumers and the units refuse messages above them.
     public init(reader: ConfigReader) throws {
         self.init()
-        timeSeconds = reader.int(forKey: "limits.time-max", default: timeSeconds)
-        memoryMiB = reader.int(forKey: "limits.memory-max", default: memoryMiB)
-        guard timeSeconds > 0 else { throw ConfigurationError(key: "limits.time-max", message: "\(timeSeconds); use 1 second or more") }
-        guard memoryMiB > 0 else { throw ConfigurationError(key: "limits.memory-max", message: "\(memoryMiB); use 1 MiB or more") }
+        timeSeconds = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsTimeMax), default: timeSeconds)
+        memoryMiB = reader.int(forKey: ConfigKey(ConfigurationKeys.limitsMemoryMax), default: memoryMiB)
+        guard timeSeconds > 0 else { throw ConfigurationError(key: ConfigurationKeys.limitsTimeMax, message: "\(timeSeconds); use 1 second or more") }
+        guard memoryMiB > 0 else { throw ConfigurationError(key: ConfigurationKeys.limitsMemoryMax, message: "\(memoryMiB); use 1 MiB or more") }
     }
 }

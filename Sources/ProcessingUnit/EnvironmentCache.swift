@@ -31,6 +31,10 @@ struct EnvironmentCache: Sendable {
         return SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined().prefix(32).description
     }
 
+    /// Each build step (create, install, verify) must end within this; a build has three.
+    static let stepLimit: Duration = .seconds(1800)
+    static let buildLimit: Duration = stepLimit * 3
+
     func prepare(requirements: [String], log: String) async throws -> Prepared {
         let key = key(for: requirements)
         let directory = settings.environments + "/" + key
@@ -38,7 +42,8 @@ struct EnvironmentCache: Sendable {
         let prepared = Prepared(python: directory + "/bin/python", directory: directory, cacheHit: true)
         if FileManager.default.fileExists(atPath: ready) { return prepared }
         try FileManager.default.createDirectory(atPath: settings.environments, withIntermediateDirectories: true)
-        let lock = try await FileLock.acquire(settings.environments + "/" + key + ".lock")
+        // Another unit builds the same environment: wait for it, at most as long as a build may take.
+        let lock = try await FileLock.acquire(settings.environments + "/" + key + ".lock", limit: Self.buildLimit)
         defer { lock.release() }
         if FileManager.default.fileExists(atPath: ready) { return prepared }
         try await build(key: key, into: directory, requirements: requirements, log: log)
@@ -82,11 +87,34 @@ struct EnvironmentCache: Sendable {
                 throw EnvironmentError(message: "cannot give \(folder) to the build user: \(String(cString: strerror(errno)))")
             }
         }
-        defer { _ = try? FileTree.remove(staging) }
         let cgroup = try sandbox.cgroups.map {
             try JobCgroup(version: $0, name: "ferry-build-" + (staging as NSString).lastPathComponent, memoryBytes: sandbox.settings.buildMemoryBytes, processes: sandbox.settings.maxProcesses)
         }
-        defer { cgroup?.killAllAndRemove() }
+        // However the build ends, nothing of it outlives it and the staging folder goes, off the
+        // cooperative pool (the kill loop waits for the kernel, the tree may be large).
+        let cleanUp = { @Sendable in
+            cgroup?.killAllAndRemove()
+            _ = try? FileTree.remove(staging)
+        }
+        do {
+            try await runSteps(
+                key: key, into: directory, requirements: requirements, log: log, staging: staging, target: target, cache: cache,
+                environment: environment, readOnly: Array(readOnly), cgroup: cgroup
+            )
+            await BlockingWork.run(cleanUp)
+        } catch {
+            await BlockingWork.run(cleanUp)
+            throw error
+        }
+    }
+
+    /// Creates the environment, installs the requirements, verifies it and moves it into place.
+    private func runSteps(
+        key: String, into directory: String, requirements: [String], log: String, staging: String, target: String, cache: String,
+        environment: [String: String], readOnly: [String], cgroup: JobCgroup?
+    ) async throws {
+        var environment = environment
+        let sandboxed = sandbox.settings.mode == .bubblewrap
 
         let requirementsFile = Data((requirements.joined(separator: "\n") + "\n").utf8)
         func step(_ program: [String]) async throws {
@@ -94,8 +122,8 @@ struct EnvironmentCache: Sendable {
                 program: program, target: (target, directory), cache: cache, readOnly: readOnly,
                 files: [(Array(requirementsFile), "/build/requirements.txt")], cgroup: cgroup
             )
-            let outcome = try await command.run(environment: environment, standardOutput: log, standardError: log, timeout: .seconds(1800))
-            cgroup?.killAll()  // nothing of a step outlives it
+            let outcome = try await command.run(environment: environment, standardOutput: log, standardError: log, timeout: Self.stepLimit)
+            await BlockingWork.run { cgroup?.killAll() }  // nothing of a step outlives it
             guard outcome.exitCode == 0, outcome.signal == nil, !outcome.timedOut else {
                 if cgroup?.oomKilled == true {
                     throw InstallFailure(kind: .requirements, summary: "installing needed more than the \(sandbox.settings.buildMemoryBytes >> 20) MiB of memory an installation may use")
@@ -135,7 +163,7 @@ struct EnvironmentCache: Sendable {
         let verification = staging + "/verify.log"
         let check = sandbox.buildCommand(program: [directory + "/bin/python", "-c", "import sys, site"], target: (target, directory), cache: cache, readOnly: readOnly, cgroup: cgroup)
         let verified = try await check.run(environment: environment, standardOutput: verification, standardError: verification, timeout: .seconds(120))
-        cgroup?.killAll()
+        await BlockingWork.run { cgroup?.killAll() }
         let said = (try? String(contentsOfFile: verification, encoding: .utf8)) ?? ""
         guard verified.exitCode == 0, verified.signal == nil, !said.contains("Error processing line") else {
             try? Data(("\nFerry: the new environment does not start cleanly:\n" + said.suffix(4000)).utf8).append(toFile: log)
@@ -216,27 +244,3 @@ struct EnvironmentError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-/// An exclusive flock on a file; acquired off the cooperative pool since it may wait.
-final class FileLock: Sendable {
-    private let descriptor: Int32
-
-    private init(descriptor: Int32) { self.descriptor = descriptor }
-
-    static func acquire(_ path: String) async throws -> FileLock {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-                guard descriptor >= 0, flock(descriptor, LOCK_EX) == 0 else {
-                    continuation.resume(throwing: EnvironmentError(message: "cannot lock \(path): \(String(cString: strerror(errno)))"))
-                    return
-                }
-                continuation.resume(returning: FileLock(descriptor: descriptor))
-            }
-        }
-    }
-
-    func release() {
-        flock(descriptor, LOCK_UN)
-        close(descriptor)
-    }
-}

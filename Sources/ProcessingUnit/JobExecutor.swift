@@ -28,7 +28,8 @@ struct JobExecutor: Service {
     /// the unit's slots are taken or it is shutting down.
     func submit(_ message: JobMessage) async -> RunState? {
         let manifest = runner.settings.jobs + "/" + message.jobID + "/manifest.json"
-        guard let (state, isNew) = await registry.claim(message.jobID, finished: Manifest.finishedState(at: manifest), slots: slots) else { return nil }
+        let finished = await BlockingWork.run { Manifest.finishedState(at: manifest) }
+        guard let (state, isNew) = await registry.claim(message.jobID, finished: finished, slots: slots) else { return nil }
         if isNew { queue.continuation.yield(message) }
         return state
     }

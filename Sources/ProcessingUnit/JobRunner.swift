@@ -22,7 +22,7 @@ struct JobRunner: Sendable {
         let jobDirectory = settings.jobs + "/" + message.jobID
         var logger = logger
         logger[metadataKey: "job.id"] = "\(message.jobID)"
-        let lock: RunLock
+        let lock: FileLock
         do {
             lock = try await RunLock.acquire(jobDirectory: jobDirectory) {
                 logger.info("another unit runs this job; waiting for its run to end")
@@ -38,7 +38,8 @@ struct JobRunner: Sendable {
         }
         defer { lock.release() }
         // A run that ended elsewhere (or here, before a restart) is reported, never repeated.
-        if let finished = Manifest.finishedState(at: jobDirectory + "/manifest.json") {
+        let manifestPath = jobDirectory + "/manifest.json"
+        if let finished = await BlockingWork.run({ Manifest.finishedState(at: manifestPath) }) {
             await registry.update(message.jobID) { $0 = finished }
             return
         }
@@ -64,11 +65,11 @@ struct JobRunner: Sendable {
         manifest.exitCode = final.exitCode
         manifest.reason = final.reason
         manifest.totalSeconds = Date().timeIntervalSince(started)
-        do {
-            try Manifest.write(manifest, final: final, to: jobDirectory + "/manifest.json")
-        } catch {
+        if case .failure(let error) = await BlockingWork.run({ [manifest] in Result { try Manifest.write(manifest, final: final, to: manifestPath) } }) {
             logger.error("cannot write manifest.json", metadata: ["error": "\(error)"])
         }
+        // Said as soon as the manifest records it: from here a redelivery reports this run, never repeats it.
+        logger.info("job finished", metadata: ["status": "\(final.status.rawValue)"])
         // The result and the manifest are written: the extracted bundle and the job's files go before
         // the job is reported finished (unless the operator keeps them a while; WorkFolderJanitor
         // removes them later).
@@ -79,7 +80,6 @@ struct JobRunner: Sendable {
             }
         }
         await registry.update(message.jobID) { $0 = final }
-        logger.info("job finished", metadata: ["status": "\(final.status.rawValue)"])
     }
 
     private func execute(_ message: JobMessage, in jobDirectory: String, manifest: inout Manifest, logger: Logger) async throws -> RunState {
@@ -90,35 +90,17 @@ struct JobRunner: Sendable {
         // A job canceled while it waited in the queue never starts.
         if await isCanceled(message.jobID) { return Self.canceled(message.jobID, whileRunning: false) }
 
-        // Preparing: a fresh work folder (a redelivered job starts over), the bundle, the environment.
+        // Preparing: a fresh work folder with the bundle in it, then the environment.
         let preparing = Date()
-        try await BlockingWork.run { Result { try FileTree.remove(work) } }.get()
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: stdout, contents: nil)
-        FileManager.default.createFile(atPath: stderr, contents: nil)
-        let report = try await NIOThreadPool.singleton.runIfActive {
-            let limits = settings.bundleLimits
-            let report = try BundleInspector.inspect(archive: bundle, uploadName: message.project + ".zip", limits: limits)
-            try ZipReader(path: bundle, maxEntries: limits.maxEntries).extractAll(
-                into: work, limits: .init(maxEntries: limits.maxEntries, maxTotalBytes: limits.maxUncompressedBytes),
-                including: { !BundleInspector.isLitter(name: $0.name) }
-            )
-            return report
-        }
+        let report = try await unpack(bundle, uploadName: message.project + ".zip", into: work, logs: (stdout, stderr))
         manifest.bundleSHA256 = try await NIOThreadPool.singleton.runIfActive { try Self.sha256(of: bundle) }
         let project = work + "/" + report.root
         try FileManager.default.createDirectory(atPath: project + "/output", withIntermediateDirectories: true)
 
         let environment: EnvironmentCache.Prepared
-        do {
-            environment = try await environments.prepare(requirements: report.requirements, log: jobDirectory + "/install.log")
-        } catch let failure as InstallFailure where failure.kind == .requirements {
-            // The researcher's to fix: the reason itself on the job, the whole log one click away.
-            try? Data("Ferry: requirements.txt could not be installed: \(failure.summary)\nThe installer's whole log is under Install.\n".utf8).append(toFile: stderr)
-            return RunState(
-                jobID: message.jobID, status: .failed,
-                reason: "requirements.txt could not be installed: \(failure.summary). The installer's log is under Install.", finishedAt: Date()
-            )
+        switch try await prepareEnvironment(message, requirements: report.requirements, jobDirectory: jobDirectory, stderr: stderr) {
+        case .ready(let prepared): environment = prepared
+        case .failed(let state): return state
         }
         // An index that cannot be reached (InstallFailure.indexUnavailable) is Ferry's: it throws on,
         // and the job is tried again later without a manifest.
@@ -139,7 +121,65 @@ struct JobRunner: Sendable {
         let cgroup = try sandbox.cgroups.map {
             try JobCgroup(version: $0, name: "ferry-job-" + message.jobID, memoryBytes: memoryBytes, processes: sandbox.settings.maxProcesses)
         }
-        defer { cgroup?.killAllAndRemove() }
+        // Whatever ends the run, nothing of the job outlives it: the group is emptied and removed
+        // (off the cooperative pool: the kill loop waits for the kernel) before the state is reported.
+        do {
+            let state = try await runContained(
+                message, work: work, project: project, logs: (stdout, stderr), environment: environment, cgroup: cgroup, memoryBytes: memoryBytes,
+                manifest: &manifest, logger: logger
+            )
+            await BlockingWork.run { cgroup?.killAllAndRemove() }
+            return state
+        } catch {
+            await BlockingWork.run { cgroup?.killAllAndRemove() }
+            throw error
+        }
+    }
+
+    /// A fresh work folder (a redelivered job starts over) holding the checked bundle's files, and
+    /// empty logs; what the bundle holds is checked again here, as the Backend did on upload.
+    private func unpack(_ bundle: String, uploadName: String, into work: String, logs: (stdout: String, stderr: String)) async throws -> BundleReport {
+        try await BlockingWork.run { Result { try FileTree.remove(work) } }.get()
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: logs.stdout, contents: nil)
+        FileManager.default.createFile(atPath: logs.stderr, contents: nil)
+        let limits = settings.bundleLimits
+        return try await NIOThreadPool.singleton.runIfActive {
+            let report = try BundleInspector.inspect(archive: bundle, uploadName: uploadName, limits: limits)
+            try ZipReader(path: bundle, maxEntries: limits.maxEntries).extractAll(
+                into: work, limits: .init(maxEntries: limits.maxEntries, maxTotalBytes: limits.maxUncompressedBytes),
+                including: { !BundleInspector.isLitter(name: $0.name) }
+            )
+            return report
+        }
+    }
+
+    private enum EnvironmentOutcome {
+        case ready(EnvironmentCache.Prepared)
+        /// The requirements can never install: the job ends failed, with the installer's reason.
+        case failed(RunState)
+    }
+
+    /// The environment for the bundle's requirements, from the cache or installed now.
+    private func prepareEnvironment(_ message: JobMessage, requirements: [String], jobDirectory: String, stderr: String) async throws -> EnvironmentOutcome {
+        do {
+            return .ready(try await environments.prepare(requirements: requirements, log: jobDirectory + "/install.log"))
+        } catch let failure as InstallFailure where failure.kind == .requirements {
+            // The researcher's to fix: the reason itself on the job, the whole log one click away.
+            try? Data("Ferry: requirements.txt could not be installed: \(failure.summary)\nThe installer's whole log is under Install.\n".utf8).append(toFile: stderr)
+            return .failed(RunState(
+                jobID: message.jobID, status: .failed,
+                reason: "requirements.txt could not be installed: \(failure.summary). The installer's log is under Install.", finishedAt: Date()
+            ))
+        }
+    }
+
+    /// Runs `python code.py` in the sandbox and its cgroup, zips its output and decides its final state.
+    private func runContained(
+        _ message: JobMessage, work: String, project: String, logs: (stdout: String, stderr: String), environment: EnvironmentCache.Prepared,
+        cgroup: JobCgroup?, memoryBytes: UInt64, manifest: inout Manifest, logger: Logger
+    ) async throws -> RunState {
+        let (stdout, stderr) = logs
         let limits = JobSandboxLimits(
             memoryBytes: memoryBytes, cpuSeconds: message.limits.timeLimitSeconds * ProcessInfo.processInfo.activeProcessorCount
         )

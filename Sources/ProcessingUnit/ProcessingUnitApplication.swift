@@ -5,6 +5,8 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Subprocess
+import SystemPackage
 
 /// The processing-unit service's default HTTP port (`--http-port`, `FERRY_HTTP_PORT`).
 let defaultProcessingUnitPort = 8084
@@ -25,14 +27,14 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw ConfigurationError(key: "unit.sandbox-root", message: "cannot create \(folder): \(error.localizedDescription)")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandboxRoot, message: "cannot create \(folder): \(error.localizedDescription)")
         }
         chmod(folder, 0o711)
     }
     var sandboxSettings = try SandboxSettings(reader: reader)
     // A sandboxed job's interpreter must be reachable by the job user: Debian's /usr/bin/python3
     // unless the operator names another (a pyenv Python under /root is not).
-    if reader.string(forKey: "python.path") == nil, sandboxSettings.mode == .bubblewrap, FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
+    if reader.string(forKey: ConfigKey(ConfigurationKeys.pythonPath)) == nil, sandboxSettings.mode == .bubblewrap, FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
         settings.python = "/usr/bin/python3"
     }
     let (python, pythonVersion, pythonPrefix) = try await inspectPython(settings.python)
@@ -47,8 +49,8 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     }
     if sandboxSettings.mode == .bubblewrap, let uv = settings.uv, !uv.hasPrefix("/usr/") {
         // Builds see /usr and nothing else of the unit's file system.
-        guard reader.string(forKey: "python.uv", default: "auto") == "auto" else {
-            throw ConfigurationError(key: "python.uv", message: "\(uv) is outside /usr, where sandboxed builds cannot run it; install uv under /usr (python3 -m pip install --break-system-packages uv puts it in /usr/local/bin), or use off")
+        guard reader.string(forKey: ConfigKey(ConfigurationKeys.pythonUV), default: "auto") == "auto" else {
+            throw ConfigurationError(key: ConfigurationKeys.pythonUV, message: "\(uv) is outside /usr, where sandboxed builds cannot run it; install uv under /usr (python3 -m pip install --break-system-packages uv puts it in /usr/local/bin), or use off")
         }
         logger.warning("uv at \(uv) is outside /usr, where sandboxed builds cannot run it; environments are built with venv + pip (install uv in /usr/local/bin for faster builds)")
         settings.uv = nil
@@ -62,8 +64,8 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     logger.info("python \(pythonVersion) at \(python), environments with \(settings.uv ?? "venv + pip")")
     let registry = RunRegistry()
     let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, sandbox: sandbox, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
-    let grace = reader.int(forKey: "unit.shutdown-grace", default: 30)
-    guard grace >= 0 else { throw ConfigurationError(key: "unit.shutdown-grace", message: "\(grace) s; use 0 or more seconds") }
+    let grace = reader.int(forKey: ConfigKey(ConfigurationKeys.unitShutdownGrace), default: 30)
+    guard grace >= 0 else { throw ConfigurationError(key: ConfigurationKeys.unitShutdownGrace, message: "\(grace) s; use 0 or more seconds") }
     let slots = reader.int(forKey: ConfigKey(ConfigurationKeys.unitSlots), default: 2)
     guard (1...256).contains(slots) else { throw ConfigurationError(key: ConfigurationKeys.unitSlots, message: "\(slots) slots; use 1-256") }
     let executor = JobExecutor(runner: runner, registry: registry, shutdownGrace: .seconds(grace), slots: slots)
@@ -78,16 +80,35 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
 /// installed in, asked of the interpreter itself; the version is part of every environment's cache
 /// key, and the sandbox binds the folder read-only when it is outside /usr.
 func inspectPython(_ python: String) async throws -> (executable: String, version: String, prefix: String) {
-    let output = NSTemporaryDirectory() + "ferry-python-\(UUID().uuidString)"
-    defer { try? FileManager.default.removeItem(atPath: output) }
-    let environment = ProcessInfo.processInfo.environment.filter { ["PATH", "HOME", "PYENV_ROOT", "PYENV_VERSION"].contains($0.key) }
-    let outcome = try await ChildRun(
-        executable: UnitSettings.find(python) ?? python, arguments: ["-c", "import sys; print(sys.executable); print(sys.version.split()[0]); print(sys.base_prefix)"],
-        directory: "/", environment: environment, standardOutput: output, standardError: output, timeout: .seconds(30)
-    ).run()
-    let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    guard outcome.exitCode == 0, lines.count >= 3 else {
-        throw ConfigurationError(key: "python.path", message: "\(python) does not run (\(lines.joined(separator: " "))); install Python 3 or point python.path at it")
+    let inherited = ProcessInfo.processInfo.environment
+    let names: [(Subprocess.Environment.Key, String)] = [("PATH", "PATH"), ("HOME", "HOME"), ("PYENV_ROOT", "PYENV_ROOT"), ("PYENV_VERSION", "PYENV_VERSION")]
+    let environment = Dictionary(uniqueKeysWithValues: names.compactMap { key, name in inherited[name].map { (key, $0) } })
+    let executable = UnitSettings.find(python) ?? python
+    let probe = "import sys; print(sys.executable); print(sys.version.split()[0]); print(sys.base_prefix)"
+    // A plain run with its output collected: swift-subprocess does this (ChildRun is for what it
+    // cannot do). An interpreter that hangs (a shim waiting for input) is killed after 30 s.
+    let answer: (succeeded: Bool, output: String) = try await withThrowingTaskGroup { group in
+        group.addTask {
+            do {
+                let result = try await Subprocess.run(
+                    .path(FilePath(executable)), arguments: ["-c", probe], environment: .custom(environment), workingDirectory: "/",
+                    output: .string(limit: 64 * 1024), error: .combinedWithOutput
+                )
+                return (result.terminationStatus.isSuccess, result.standardOutput)
+            } catch let error as SubprocessError {
+                return (false, "it cannot be started: \(error)")
+            }
+        }
+        group.addTask {
+            try await Task.sleep(for: .seconds(30))
+            return (false, "it did not answer within 30 s")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+    let lines = answer.output.split(separator: "\n").map(String.init)
+    guard answer.succeeded, lines.count >= 3 else {
+        throw ConfigurationError(key: ConfigurationKeys.pythonPath, message: "\(python) does not run (\(lines.joined(separator: " "))); install Python 3 or point python.path at it")
     }
     return (lines[0], lines[1], lines[2])
 }

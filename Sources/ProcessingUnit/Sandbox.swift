@@ -3,6 +3,7 @@ import FerryService
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import FerryContracts
 #endif
 
 /// How `code.py` is contained. With `bubblewrap` (the default) every job runs:
@@ -51,25 +52,25 @@ struct SandboxSettings: Sendable {
     }
 
     init(reader: ConfigReader) throws {
-        let name = reader.string(forKey: "unit.sandbox", default: Mode.bubblewrap.rawValue)
+        let name = reader.string(forKey: ConfigKey(ConfigurationKeys.unitSandbox), default: Mode.bubblewrap.rawValue)
         guard let mode = Mode(rawValue: name) else {
-            throw ConfigurationError(key: "unit.sandbox", message: "\(name) is not a sandbox; use bubblewrap, or none to run jobs without isolation")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "\(name) is not a sandbox; use bubblewrap, or none to run jobs without isolation")
         }
-        let outputMiB = reader.int(forKey: "unit.max-output-mib", default: 10_240)
-        let buildMiB = reader.int(forKey: "unit.build-memory-mib", default: 4096)
-        guard outputMiB >= 1 else { throw ConfigurationError(key: "unit.max-output-mib", message: "\(outputMiB); use 1 MiB or more") }
-        guard buildMiB >= 256 else { throw ConfigurationError(key: "unit.build-memory-mib", message: "\(buildMiB); installing needs 256 MiB or more") }
+        let outputMiB = reader.int(forKey: ConfigKey(ConfigurationKeys.unitMaxOutputMiB), default: 10_240)
+        let buildMiB = reader.int(forKey: ConfigKey(ConfigurationKeys.unitBuildMemoryMiB), default: 4096)
+        guard outputMiB >= 1 else { throw ConfigurationError(key: ConfigurationKeys.unitMaxOutputMiB, message: "\(outputMiB); use 1 MiB or more") }
+        guard buildMiB >= 256 else { throw ConfigurationError(key: ConfigurationKeys.unitBuildMemoryMiB, message: "\(buildMiB); installing needs 256 MiB or more") }
         self.init(
-            mode: mode, jobUser: reader.string(forKey: "unit.job-user", default: "ferry-job"),
-            buildUser: reader.string(forKey: "unit.build-user", default: "ferry-build"),
-            maxProcesses: reader.int(forKey: "unit.max-processes", default: 256),
+            mode: mode, jobUser: reader.string(forKey: ConfigKey(ConfigurationKeys.unitJobUser), default: "ferry-job"),
+            buildUser: reader.string(forKey: ConfigKey(ConfigurationKeys.unitBuildUser), default: "ferry-build"),
+            maxProcesses: reader.int(forKey: ConfigKey(ConfigurationKeys.unitMaxProcesses), default: 256),
             maxOutputBytes: UInt64(outputMiB) << 20,
-            maxOutputFiles: reader.int(forKey: "unit.max-output-files", default: 100_000),
+            maxOutputFiles: reader.int(forKey: ConfigKey(ConfigurationKeys.unitMaxOutputFiles), default: 100_000),
             buildMemoryBytes: UInt64(buildMiB) << 20
         )
-        guard maxProcesses >= 8 else { throw ConfigurationError(key: "unit.max-processes", message: "\(maxProcesses) is too few for Python; use 8 or more") }
-        guard maxOutputFiles >= 16 else { throw ConfigurationError(key: "unit.max-output-files", message: "\(maxOutputFiles); use 16 or more") }
-        guard jobUser != buildUser else { throw ConfigurationError(key: "unit.build-user", message: "\(buildUser) is also the job user; builds need a user of their own") }
+        guard maxProcesses >= 8 else { throw ConfigurationError(key: ConfigurationKeys.unitMaxProcesses, message: "\(maxProcesses) is too few for Python; use 8 or more") }
+        guard maxOutputFiles >= 16 else { throw ConfigurationError(key: ConfigurationKeys.unitMaxOutputFiles, message: "\(maxOutputFiles); use 16 or more") }
+        guard jobUser != buildUser else { throw ConfigurationError(key: ConfigurationKeys.unitBuildUser, message: "\(buildUser) is also the job user; builds need a user of their own") }
     }
 }
 
@@ -96,30 +97,30 @@ struct Sandbox: Sendable {
         }
         let optOut = "or set FERRY_UNIT_SANDBOX=none to run jobs without isolation (only where every user is trusted)"
         for tool in [bubblewrap, setpriv, prlimit] where !FileManager.default.isExecutableFile(atPath: tool) {
-            throw ConfigurationError(key: "unit.sandbox", message: "\(tool) is missing; install bubblewrap and util-linux (apt-get install bubblewrap util-linux), \(optOut)")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "\(tool) is missing; install bubblewrap and util-linux (apt-get install bubblewrap util-linux), \(optOut)")
         }
         guard geteuid() == 0 else {
-            throw ConfigurationError(key: "unit.sandbox", message: "the processing unit must run as root to start jobs as the job user \(settings.jobUser) and to limit them with cgroups, \(optOut)")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "the processing unit must run as root to start jobs as the job user \(settings.jobUser) and to limit them with cgroups, \(optOut)")
         }
         guard SpawnExtensions.available else {
-            throw ConfigurationError(key: "unit.sandbox", message: "this C library cannot close the unit's descriptors in a job (glibc 2.34 or later is needed), \(optOut)")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "this C library cannot close the unit's descriptors in a job (glibc 2.34 or later is needed), \(optOut)")
         }
-        let user = try account(settings.jobUser, key: "unit.job-user", optOut: optOut)
-        let builder = try account(settings.buildUser, key: "unit.build-user", optOut: optOut)
+        let user = try account(settings.jobUser, key: ConfigurationKeys.unitJobUser, optOut: optOut)
+        let builder = try account(settings.buildUser, key: ConfigurationKeys.unitBuildUser, optOut: optOut)
         guard user.uid != builder.uid else {
-            throw ConfigurationError(key: "unit.build-user", message: "\(settings.buildUser) and the job user \(settings.jobUser) are the same account; builds need one of their own")
+            throw ConfigurationError(key: ConfigurationKeys.unitBuildUser, message: "\(settings.buildUser) and the job user \(settings.jobUser) are the same account; builds need one of their own")
         }
         let cgroups: JobCgroup.Version
         switch JobCgroup.detect() {
         case .success(let version): cgroups = version
         case .failure(let error):
-            throw ConfigurationError(key: "unit.sandbox", message: "jobs cannot be limited: \(error); run the unit as root with cgroups mounted (in a container: a writable cgroup), \(optOut)")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "jobs cannot be limited: \(error); run the unit as root with cgroups mounted (in a container: a writable cgroup), \(optOut)")
         }
         let filter: [UInt8]
         do {
             filter = try SyscallPolicy.compile()
         } catch {
-            throw ConfigurationError(key: "unit.sandbox", message: "the seccomp filter for jobs cannot be built: \(error), \(optOut)")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "the seccomp filter for jobs cannot be built: \(error), \(optOut)")
         }
         let sandbox = Sandbox(settings: settings, user: user, builder: builder, cgroups: cgroups, syscallFilter: filter)
         try await sandbox.probe(python: python, sandboxRoot: sandboxRoot, optOut: optOut)
@@ -145,7 +146,7 @@ struct Sandbox: Sendable {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         guard lchown(work, user.uid, user.gid) == 0 else {
-            throw ConfigurationError(key: "unit.sandbox", message: "cannot give \(work) to \(settings.jobUser): \(String(cString: strerror(errno)))")
+            throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "cannot give \(work) to \(settings.jobUser): \(String(cString: strerror(errno)))")
         }
         let log = sandboxRoot + "/work/.sandbox-probe-\(getpid()).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
@@ -157,7 +158,7 @@ struct Sandbox: Sendable {
         let output = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard outcome.exitCode == 0, output == "sandbox ok \(user.uid)" else {
             throw ConfigurationError(
-                key: "unit.sandbox",
+                key: ConfigurationKeys.unitSandbox,
                 message: "a test job could not run in the sandbox (\(output.isEmpty ? "exit \(outcome.exitCode)" : output)). The job user \(settings.jobUser) must be able to reach \(python) and the unit's sandbox root (\(sandboxRoot), unit.sandbox-root: every folder above it must let others pass); user namespaces must be allowed (in a container: seccomp and AppArmor must permit them), \(optOut)"
             )
         }

@@ -42,20 +42,20 @@ struct UnitSettings: Sendable {
             throw ConfigurationError(key: ConfigurationKeys.dataDirectory, message: "is required: the shared volume with bundles, jobs and results")
         }
         dataDirectory = data
-        sandboxRoot = reader.string(forKey: "unit.sandbox-root", default: geteuid() == 0 ? "/var/lib/ferry-unit" : data + "/unit")
-        guard sandboxRoot.hasPrefix("/") else { throw ConfigurationError(key: "unit.sandbox-root", message: "\(sandboxRoot) is not an absolute path") }
-        python = reader.string(forKey: "python.path", default: "python3")
-        let uvSetting = reader.string(forKey: "python.uv", default: "auto")
+        sandboxRoot = reader.string(forKey: ConfigKey(ConfigurationKeys.unitSandboxRoot), default: geteuid() == 0 ? "/var/lib/ferry-unit" : data + "/unit")
+        guard sandboxRoot.hasPrefix("/") else { throw ConfigurationError(key: ConfigurationKeys.unitSandboxRoot, message: "\(sandboxRoot) is not an absolute path") }
+        python = reader.string(forKey: ConfigKey(ConfigurationKeys.pythonPath), default: "python3")
+        let uvSetting = reader.string(forKey: ConfigKey(ConfigurationKeys.pythonUV), default: "auto")
         // `auto` prefers uv under /usr, the only place a sandboxed build can run it from.
         let installed = ["/usr/local/bin/uv", "/usr/bin/uv"].first { FileManager.default.isExecutableFile(atPath: $0) }
         uv = uvSetting == "off" ? nil : (uvSetting == "auto" ? installed ?? Self.find("uv") : uvSetting)
-        packageIndex = reader.string(forKey: "python.index")
-        allowSourceBuilds = reader.bool(forKey: "python.allow-source-builds", default: false)
+        packageIndex = reader.string(forKey: ConfigKey(ConfigurationKeys.pythonIndex))
+        allowSourceBuilds = reader.bool(forKey: ConfigKey(ConfigurationKeys.pythonAllowSourceBuilds), default: false)
         bundleLimits = try BundleLimits(reader: reader)
-        keepWorkSeconds = reader.int(forKey: "unit.keep-work-seconds", default: 0)
-        minFreeBytes = Int64(reader.int(forKey: "unit.min-free-mib", default: 1024)) << 20
-        guard keepWorkSeconds >= 0 else { throw ConfigurationError(key: "unit.keep-work-seconds", message: "\(keepWorkSeconds); use 0 (remove at once) or more seconds") }
-        name = reader.string(forKey: "unit.name", default: "\(ProcessInfo.processInfo.hostName):\(port)")
+        keepWorkSeconds = reader.int(forKey: ConfigKey(ConfigurationKeys.unitKeepWorkSeconds), default: 0)
+        minFreeBytes = Int64(reader.int(forKey: ConfigKey(ConfigurationKeys.unitMinFreeMiB), default: 1024)) << 20
+        guard keepWorkSeconds >= 0 else { throw ConfigurationError(key: ConfigurationKeys.unitKeepWorkSeconds, message: "\(keepWorkSeconds); use 0 (remove at once) or more seconds") }
+        name = reader.string(forKey: ConfigKey(ConfigurationKeys.unitName), default: "\(ProcessInfo.processInfo.hostName):\(port)")
     }
 
     /// The first executable `name` on PATH.

@@ -13,7 +13,7 @@ let defaultProducerPort = 8082
 func buildProducer(reader: ConfigReader) throws -> some ApplicationProtocol {
     let logger = try Logger.ferry(service: "producer", reader: reader)
     let http = try HTTPServerSettings(reader: reader, defaultPort: defaultProducerPort)
-    let link = BrokerLink(url: try AMQPURL(reader: reader), options: AMQPConnectionOptions(reader: reader, name: "ferry-producer"), logger: logger)
+    let link = BrokerLink(url: try AMQPURL(reader: reader), options: try AMQPConnectionOptions(reader: reader, name: "ferry-producer"), logger: logger)
     let publisher = BrokerJobPublisher(link: link)
     let router = buildProducerRouter(publisher: publisher, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader), logger: logger)
     return buildServiceApplication(service: "producer", router: router, http: http, logger: logger)

@@ -1,5 +1,6 @@
 import Configuration
 import FerryBundle
+import FerryContracts
 import FerryService
 import FerryTestSupport
 import FerryZip

@@ -102,6 +102,20 @@ struct ServiceProcessTests {
         #expect(level.standardError.contains("loud"))
     }
 
+    /// The unit asks the interpreter itself where it lives and which version it is; one that is
+    /// missing or is not Python stops the unit with a message that names the setting.
+    @Test func aUnitWhosePythonDoesNotRunSaysSoAndWhatToSet() async throws {
+        let data = try TemporaryDirectory()
+        for python in ["/nonexistent/python3", "/bin/false"] {
+            let unit = try RunningService(
+                "ProcessingUnit", arguments: ["--http-port", "\(try unusedPort())", "--data-dir", data.path, "--unit-sandbox", "none", "--python-path", python]
+            )
+            #expect(try await unit.waitForExit() == 78, "\(python)")
+            #expect(unit.standardError.contains("\(python) does not run"), "\(python): \(unit.standardError)")
+            #expect(unit.standardError.contains("python.path"), "\(python): \(unit.standardError)")
+        }
+    }
+
     @Test func aUnitThatCannotSandboxJobsRefusesToStartUnlessTheOperatorOptsOut() async throws {
         let data = try TemporaryDirectory()
         let missingUser = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(try unusedPort())", "--data-dir", data.path, "--unit-job-user", "no-such-ferry-user"])
