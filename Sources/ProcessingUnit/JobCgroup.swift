@@ -19,26 +19,46 @@ struct JobCgroup: Sendable {
     /// Finds the unit's cgroups and makes sure job cgroups can be created under them; nil with the
     /// reason when they cannot.
     static func detect() -> Result<Version, CgroupError> {
-        guard let lines = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else {
+        guard let cgroup = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else {
             return .failure(CgroupError("cannot read /proc/self/cgroup"))
         }
+        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let found = locate(cgroup: cgroup, mountinfo: mountinfo)
+        if let memory = found.memory, let pids = found.pids, FileManager.default.fileExists(atPath: memory + "/memory.limit_in_bytes") {
+            return probe(.v1(memory: memory, pids: pids))
+        }
+        if let unified = found.unified, FileManager.default.fileExists(atPath: unified + "/cgroup.controllers") {
+            return enableV2(parent: unified)
+        }
+        return .failure(CgroupError("no writable memory and pids cgroup controllers were found"))
+    }
+
+    /// The folders of the unit's own cgroups: in the v1 memory and pids hierarchies, and in the
+    /// unified (v2) one. `/proc/self/cgroup` names each group from its hierarchy's root, but a
+    /// hierarchy may be mounted from deeper down: inside a container on cgroup v1 the mount's root
+    /// already is the container's own group (`/docker/<id>`), so the group's folder is the mount
+    /// point itself, not the mount point with the path appended. `/proc/self/mountinfo` says which
+    /// part of the hierarchy each mount shows.
+    static func locate(cgroup: String, mountinfo: String) -> (memory: String?, pids: String?, unified: String?) {
         var v1: [String: String] = [:]
         var unified: String?
-        for line in lines.split(separator: "\n") {
+        for line in cgroup.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 3 else { continue }
             if parts[0] == "0" && parts[1].isEmpty { unified = parts[2] }
             for controller in parts[1].split(separator: ",") { v1[String(controller)] = parts[2] }
         }
-        if let memory = v1["memory"], let pids = v1["pids"],
-           FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory\(memory)/memory.limit_in_bytes") {
-            let version = Version.v1(memory: "/sys/fs/cgroup/memory" + memory, pids: "/sys/fs/cgroup/pids" + pids)
-            return probe(version)
+        let mounts = CgroupMount.parse(mountinfo)
+        func folder(_ path: String?, in mount: CgroupMount?, fallback: String) -> String? {
+            guard let path else { return nil }
+            guard let mount else { return fallback + (path == "/" ? "" : path) }
+            return mount.folder(of: path)
         }
-        if let unified, FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") {
-            return enableV2(parent: "/sys/fs/cgroup" + (unified == "/" ? "" : unified))
-        }
-        return .failure(CgroupError("no writable memory and pids cgroup controllers were found"))
+        return (
+            folder(v1["memory"], in: mounts.first { $0.controllers.contains("memory") }, fallback: "/sys/fs/cgroup/memory"),
+            folder(v1["pids"], in: mounts.first { $0.controllers.contains("pids") }, fallback: "/sys/fs/cgroup/pids"),
+            folder(unified, in: mounts.first { $0.isUnified }, fallback: "/sys/fs/cgroup")
+        )
     }
 
     /// cgroup v2 allows controllers for child groups only when the parent holds no processes itself,
@@ -165,4 +185,57 @@ struct JobCgroup: Sendable {
 struct CgroupError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A cgroup file system as `/proc/self/mountinfo` lists it: which part of its hierarchy (`root`) is
+/// mounted where (`mountPoint`), and the v1 controllers it carries.
+struct CgroupMount: Equatable {
+    var root: String
+    var mountPoint: String
+    var controllers: [String]
+    var isUnified: Bool
+
+    /// The cgroup mounts in a mountinfo text (`ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...]
+    /// - FSTYPE SOURCE SUPER-OPTIONS`); the v1 controllers are among the super options.
+    static func parse(_ mountinfo: String) -> [CgroupMount] {
+        mountinfo.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ").map(String.init)
+            guard let dash = fields.firstIndex(of: "-"), dash >= 5, fields.count >= dash + 3 else { return nil }
+            let type = fields[dash + 1]
+            guard type == "cgroup" || type == "cgroup2" else { return nil }
+            let options = fields[dash + 3].split(separator: ",").map(String.init)
+            return CgroupMount(
+                root: unescape(fields[3]), mountPoint: unescape(fields[4]),
+                controllers: type == "cgroup" ? options : [], isUnified: type == "cgroup2"
+            )
+        }
+    }
+
+    /// The folder of the group at `path` (from the hierarchy's root) under this mount; a group outside
+    /// the mounted part is not reachable through it.
+    func folder(of path: String) -> String? {
+        if root == "/" { return mountPoint + (path == "/" ? "" : path) }
+        if path == root { return mountPoint }
+        guard path.hasPrefix(root + "/") else { return nil }
+        return mountPoint + path.dropFirst(root.count)
+    }
+
+    /// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
+    private static func unescape(_ field: String) -> String {
+        guard field.contains("\\") else { return field }
+        var result = ""
+        var rest = Substring(field)
+        while let slash = rest.firstIndex(of: "\\") {
+            result += rest[..<slash]
+            let digits = rest[rest.index(after: slash)...].prefix(3)
+            if digits.count == 3, let code = UInt8(digits, radix: 8) {
+                result.append(Character(UnicodeScalar(code)))
+                rest = rest[rest.index(slash, offsetBy: 4)...]
+            } else {
+                result.append("\\")
+                rest = rest[rest.index(after: slash)...]
+            }
+        }
+        return result + rest
+    }
 }
