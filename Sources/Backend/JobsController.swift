@@ -1,5 +1,6 @@
 import FerryBundle
 import FerryContracts
+import FerryFiles
 import FerryService
 import Foundation
 import HTTPTypes
@@ -171,20 +172,34 @@ struct JobsController {
         return try await submit(job, user: user, bundleBytes: bundleBytes)
     }
 
-    /// Deletes a finished job: its row, bundle, work folder, logs and result.
+    /// Deletes a finished job: its bundle, logs and result first, then its row. A file that cannot be
+    /// removed (the shared volume's permissions) keeps the job, and the answer says so: a 204 always
+    /// means the files are gone.
     @Sendable func delete(_ request: Request, context: BackendContext) async throws -> HTTPResponse.Status {
         let user = try context.requireUser()
         let job = try await ownedJob(context)
-        guard job.status.isFinal, try await store.delete(job.id, ownerID: user.id) else {
+        guard job.status.isFinal else {
             throw APIError(.conflict, code: "job.not_finished", message: "Job \(job.id) is still \(job.status.rawValue); cancel it first, then delete it.")
         }
         let data = settings.dataDirectory
-        try await settings.fileThreads.runIfActive {
+        let kept: [(what: String, error: String)] = try await settings.fileThreads.runIfActive {
             // The marker stays as a tombstone: a delivery of this job still in the queue never runs.
             try? CancelMarker.write(jobID: job.id, dataDirectory: data)
-            for path in ["\(data)/bundles/\(job.id).zip", "\(data)/results/\(job.id).zip", "\(data)/jobs/\(job.id)"] {
-                try? FileManager.default.removeItem(atPath: path)
+            var kept: [(String, String)] = []
+            for (what, path) in [("bundle", "\(data)/bundles/\(job.id).zip"), ("result", "\(data)/results/\(job.id).zip"), ("logs", "\(data)/jobs/\(job.id)")] {
+                do { try FileTree.remove(path) } catch { kept.append((what, "\(error)")) }
             }
+            return kept
+        }
+        guard kept.isEmpty else {
+            logger.error("the files of a job could not be removed; it is not deleted", metadata: [LogKeys.jobID: "\(job.id)", "errors": "\(kept.map(\.error))"])
+            throw APIError(
+                .internalServerError, code: "job.files_kept",
+                message: "Ferry could not remove the \(kept.map(\.what).joined(separator: " and ")) of job \(job.id), so the job is kept. This is Ferry's fault, not yours: ask the operator to check the shared volume's permissions."
+            )
+        }
+        guard try await store.delete(job.id, ownerID: user.id) else {
+            throw APIError(.conflict, code: "job.not_finished", message: "Job \(job.id) changed while it was deleted; try again.")
         }
         return .noContent
     }

@@ -24,7 +24,7 @@ struct JobRunner: Sendable {
         logger[metadataKey: "job.id"] = "\(message.jobID)"
         let lock: FileLock
         do {
-            lock = try await RunLock.acquire(jobDirectory: jobDirectory) {
+            lock = try await RunLock.acquire(jobDirectory: jobDirectory, owner: settings.volumeOwner) {
                 logger.info("another unit runs this job; waiting for its run to end")
             }
         } catch {

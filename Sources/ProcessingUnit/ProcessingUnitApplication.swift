@@ -23,6 +23,11 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         chmod(folder, 0o711)
     }
+    // The Backend removes what it deletes or expires: the volume's folders the unit made are its owner's.
+    settings.volumeOwner = VolumeOwner.of(settings.dataDirectory)
+    if let owner = settings.volumeOwner {
+        for folder in [settings.jobs, settings.results] { try owner.adopt(folder) }
+    }
     for folder in [settings.sandboxRoot, settings.workFolders, settings.environments] {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

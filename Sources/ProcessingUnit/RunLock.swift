@@ -64,10 +64,12 @@ struct FileLockTimeout: Error, CustomStringConvertible {
 enum RunLock {
     /// Takes the lock, waiting (once a second, `onWait` called once) while another run holds it;
     /// a run lasts at most its time limit, and the wait ends when the task is cancelled.
-    static func acquire(jobDirectory: String, onWait: () async -> Void = {}) async throws -> FileLock {
+    static func acquire(jobDirectory: String, owner: VolumeOwner? = nil, onWait: () async -> Void = {}) async throws -> FileLock {
         try FileManager.default.createDirectory(atPath: jobDirectory, withIntermediateDirectories: true)
-        // Others pass through (the Backend reads the logs) and can list nothing here.
+        // Others pass through (the Backend reads the logs) and can list nothing here; the volume's
+        // owner (the Backend) may remove what is in it.
         chmod(jobDirectory, 0o711)
+        try owner?.adopt(jobDirectory)
         return try await FileLock.acquire(jobDirectory + "/run.lock", onWait: onWait)
     }
 }

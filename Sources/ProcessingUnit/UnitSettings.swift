@@ -27,6 +27,8 @@ struct UnitSettings: Sendable {
     /// the shared volume: the job and build users pass through it (0711) and never through the
     /// operator's folders, so FERRY_DATA_DIR can be anywhere and closed to them (`unit.sandbox-root`).
     var sandboxRoot: String
+    /// The shared volume's owner when the unit must hand its folders there to it (see VolumeOwner).
+    var volumeOwner: VolumeOwner?
 
     init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit", sandboxRoot: String? = nil) {
         self.dataDirectory = dataDirectory

@@ -92,4 +92,29 @@ struct JobActionsTests {
         }
         #expect(try await carol.job(second.id).status == 200)
     }
+
+    /// A delete whose files cannot be removed keeps the job and says so (it used to answer 204 and
+    /// leave the files). The log is made immutable (`chattr +i`), which stops even root.
+    @Test func aDeleteThatCannotRemoveTheFilesKeepsTheJobAndSaysSo() async throws {
+        let work = try TemporaryDirectory()
+        let dora = try await Researcher.signUp("stuck", on: stack)
+        let job = try await dora.submit(try Bundles.folder("stuck", files: ["code.py": "print('hi')\n"], in: work), fileName: "stuck.zip")
+        #expect(try await dora.waitUntilFinished(job.id).status == "succeeded")
+        let log = stack.data.file("jobs/\(job.id)/stdout.log")
+        let locked = try await ChildProcess.run("/usr/bin/chattr", ["+i", log], includingErrors: true)
+        try #require(locked.status == 0, "chattr +i: \(locked.output)")
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/chattr"), arguments: ["-i", log]).waitUntilExit() }
+
+        let refused = try await stack.client.execute(HTTPRequest(method: "DELETE", url: stack.backendURL + "/api/v1/jobs/\(job.id)", headers: dora.auth))
+        #expect(refused.status == 500)
+        let body = String(decoding: refused.body, as: UTF8.self)
+        #expect(body.contains("job.files_kept") && body.contains("logs") && body.contains("operator"), "\(body)")
+        #expect(!body.contains(stack.data.path), "the answer names a server path: \(body)")
+        #expect(try await dora.job(job.id).status == 200, "the job is gone although its files stay")
+
+        _ = try await ChildProcess.run("/usr/bin/chattr", ["-i", log])
+        let deleted = try await stack.client.execute(HTTPRequest(method: "DELETE", url: stack.backendURL + "/api/v1/jobs/\(job.id)", headers: dora.auth))
+        #expect(deleted.status == 204)
+        #expect(!FileManager.default.fileExists(atPath: stack.data.file("jobs/\(job.id)")))
+    }
 }

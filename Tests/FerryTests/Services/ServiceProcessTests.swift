@@ -169,6 +169,50 @@ struct ServiceProcessTests {
         try await client.shutdown()
         #expect(try await unit.terminate() == 0)
     }
+
+    /// In compose the Backend (uid 10001) owns the shared volume and the unit runs as root; deleting a
+    /// job answered 204 while its root-owned folder stayed. The folders the unit makes there are the
+    /// volume owner's, so the owner can remove a finished job's logs and result (here `nobody`, by
+    /// `rm` running as that user).
+    @Test func theVolumesOwnerCanRemoveWhatTheUnitMadeThere() async throws {
+        try #require(geteuid() == 0, "the unit runs as root in compose; this test must too")
+        let data = try TemporaryDirectory()
+        let nobody: (uid: uid_t, gid: gid_t) = (65534, 65534)
+        try #require(chown(data.path, nobody.uid, nobody.gid) == 0)
+        let port = try unusedPort()
+        let unit = try RunningService("ProcessingUnit", arguments: ["--http-port", "\(port)", "--data-dir", data.path, "--unit-sandbox", "none"])
+        let client = HTTPClient()
+        _ = try await unit.waitForHealth(port: port, client: client)
+        let id = UUID().uuidString.lowercased()
+        try FileManager.default.createDirectory(atPath: data.file("bundles"), withIntermediateDirectories: true)
+        var zip = RawZipBuilder()
+        zip.file("demo/code.py", "open('output/done.txt', 'w').write('yes')\n")
+        try zip.write(to: data.file("bundles/\(id).zip"))
+        let message = JobMessage(
+            jobID: id, owner: UUID().uuidString.lowercased(), project: "demo", bundlePath: "bundles/\(id).zip",
+            limits: JobLimits(timeLimitSeconds: 60, memoryLimitMiB: 512), submittedAt: Date()
+        )
+        let token = [(name: "Authorization", value: "Bearer \(RunningService.internalToken)")]
+        var state = try await client.json("POST", "http://127.0.0.1:\(port)/internal/v1/runs", body: message, headers: token).decode(RunState.self)
+        while !state.status.isFinal {
+            state = try await client.json("GET", "http://127.0.0.1:\(port)/internal/v1/runs/\(id)?after=\(state.status.rawValue)&wait=10", headers: token).decode(RunState.self)
+        }
+        #expect(state.status == .succeeded, "\(state)")
+        try await client.shutdown()
+        #expect(try await unit.terminate() == 0)
+
+        for folder in ["jobs", "results", "jobs/\(id)"] {
+            let owner = try FileManager.default.attributesOfItem(atPath: data.file(folder))[.ownerAccountID] as? NSNumber
+            #expect(owner?.uint32Value == nobody.uid, "\(folder) belongs to \(String(describing: owner)), not to the volume's owner")
+        }
+        let removal = try await ChildProcess.run(
+            "/usr/bin/setpriv", ["--reuid=\(nobody.uid)", "--regid=\(nobody.gid)", "--clear-groups", "--", "/bin/rm", "-rf", data.file("jobs/\(id)"), data.file("results/\(id).zip")],
+            includingErrors: true
+        )
+        #expect(removal.status == 0, "the volume's owner could not remove the job's files: \(removal.output)")
+        #expect(!FileManager.default.fileExists(atPath: data.file("jobs/\(id)")))
+        #expect(!FileManager.default.fileExists(atPath: data.file("results/\(id).zip")))
+    }
 }
 
 /// A unit runs at most `unit.slots` jobs, whatever its Consumer's prefetch: one more is refused with
