@@ -122,22 +122,30 @@ struct RetentionSweeper: Service {
 
     private func expire(_ jobs: [String]) async throws -> [String] {
         let data = dataDirectory
+        var expired: [String] = []
         for id in jobs {
-            await BlockingUsage.run {
-                for path in ["\(data)/bundles/\(id).zip", "\(data)/results/\(id).zip"] { unlink(path) }
-                try? FileTree.remove("\(data)/jobs/\(id)")
+            let failures: [String] = await BlockingUsage.run {
+                ["\(data)/bundles/\(id).zip", "\(data)/results/\(id).zip", "\(data)/jobs/\(id)"].compactMap { path in
+                    do { try FileTree.remove(path); return nil } catch { return "\(error)" }
+                }
+            }
+            // A job whose files stay is not marked: the next sweep tries again, and the operator is told.
+            if let failed = failures.first {
+                logger.error("retention could not remove a job's files; check the shared volume's permissions", metadata: [LogKeys.jobID: "\(id)", "error": "\(failed)"])
+                continue
             }
             try await store.markFilesRemoved(id)
+            expired.append(id)
         }
-        return jobs
+        return expired
     }
 }
 
 /// Blocking file work of the Backend's sweeper, on a thread of its own.
 enum BlockingUsage {
-    static func run(_ work: @escaping @Sendable () -> Void) async {
+    static func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
-            Thread.detachNewThread { work(); continuation.resume() }
+            Thread.detachNewThread { continuation.resume(returning: work()) }
         }
     }
 
@@ -190,3 +198,4 @@ extension JobStore {
         return result
     }
 }
+

@@ -38,6 +38,25 @@ struct RetentionTests {
         }
     }
 
+    /// Files that cannot be removed (here a log made immutable, which stops even root) leave the job
+    /// unmarked, so the next sweep tries again; once they can go, they do.
+    @Test func filesThatCannotBeRemovedAreTriedAgain() async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let erin = try await client.account("erin")
+            let old = try await BackendSessionTests.upload(client, token: erin)
+            try await fixture.store.advance(old.id, to: .succeeded, at: Date().addingTimeInterval(-3 * 86_400))
+            try fixture.directory.write("jobs/\(old.id)/stdout.log", "log")
+            let log = fixture.directory.file("jobs/\(old.id)/stdout.log")
+            let locked = try await ChildProcess.run("/usr/bin/chattr", ["+i", log], includingErrors: true)
+            try #require(locked.status == 0, "chattr +i: \(locked.output)")
+            let sweeper = RetentionSweeper(store: fixture.store, dataDirectory: fixture.directory.path, settings: RetentionSettings(days: 2), meter: VolumeMeter(), logger: Logger(label: "test"))
+            #expect(await sweeper.sweep() == [], "a job whose files stay was counted as removed")
+            _ = try await ChildProcess.run("/usr/bin/chattr", ["-i", log])
+            #expect(await sweeper.sweep() == [old.id])
+            #expect(!FileManager.default.fileExists(atPath: fixture.directory.file("jobs/\(old.id)")))
+        }
+    }
+
     @Test func beyondTheTotalSizeTheOldestGoFirst() async throws {
         try await BackendRouterTests.withFixture { fixture, client in
             let dana = try await client.account("dana")
