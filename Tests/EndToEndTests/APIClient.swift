@@ -20,14 +20,25 @@ struct APIJobPage: Decodable, Sendable {
     var next: String?
 }
 
+/// Where the public API answers: the processes' Stack, or the compose stack's published port.
+protocol PublicAPI: Sendable {
+    var client: HTTPClient { get }
+    /// The base URL of `/api/v1/...`.
+    var backendURL: String { get }
+    /// What the services said, for a failure's message.
+    var logs: String { get }
+}
+
+extension Stack: PublicAPI {}
+
 /// A researcher using Ferry's public API with a bearer token, as the README shows with curl.
 struct Researcher: Sendable {
-    let stack: Stack
+    let stack: any PublicAPI
     let token: String
 
     var auth: [(name: String, value: String)] { [("Authorization", "Bearer \(token)")] }
 
-    static func signUp(_ prefix: String, on stack: Stack) async throws -> Researcher {
+    static func signUp(_ prefix: String, on stack: any PublicAPI) async throws -> Researcher {
         let name = "\(prefix)-\(UUID().uuidString.prefix(6))"
         let credentials = ["username": name, "password": "a long enough password"]
         try await stack.client.json("POST", stack.backendURL + "/api/v1/auth/register", body: credentials)

@@ -1,0 +1,223 @@
+import FerryHTTPClient
+import FerryTestSupport
+import Foundation
+import Testing
+
+/// The compose stack scripts/test-compose builds and starts (`docker compose up -d --wait` on a
+/// private Docker engine), as operators run it. The docker CLI reaches that engine through the
+/// DOCKER_HOST and DOCKER_CONFIG scripts/test-compose exports. The tests reach it only through the published port,
+/// like a researcher, and look at the shared volume only through `docker compose exec`.
+final class ComposeStack: PublicAPI {
+    let client = HTTPClient(configuration: .init(connectTimeout: .seconds(5), defaultTimeout: .seconds(120)))
+    let backendURL: String
+    let project: String
+    let environmentFile: String
+
+    /// The stack scripts/test-compose started; without it (FERRY_TEST_COMPOSE_URL unset) every test
+    /// of the suite fails and says how to run it.
+    static let shared: Result<ComposeStack, ComposeStackMissing> = {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["FERRY_TEST_COMPOSE_URL"], let project = environment["FERRY_TEST_COMPOSE_PROJECT"],
+              let file = environment["FERRY_TEST_COMPOSE_ENV_FILE"] else {
+            return .failure(ComposeStackMissing())
+        }
+        return .success(ComposeStack(backendURL: url, project: project, environmentFile: file))
+    }()
+
+    private init(backendURL: String, project: String, environmentFile: String) {
+        self.backendURL = backendURL
+        self.project = project
+        self.environmentFile = environmentFile
+    }
+
+    /// `docker compose` for this stack.
+    func compose(_ arguments: [String]) async throws -> ChildProcess.Outcome {
+        try await ChildProcess.run(
+            "/usr/bin/docker",
+            ["compose", "-p", project, "--env-file", environmentFile, "-f", Repository.root + "/docker-compose.yml"] + arguments,
+            includingErrors: true
+        )
+    }
+
+    /// The id of the service's (first) container.
+    func container(of service: String) async throws -> String {
+        let found = try await compose(["ps", "-q", service])
+        let id = found.output.split(separator: "\n").first.map(String.init) ?? ""
+        guard found.status == 0, !id.isEmpty else { throw ComposeStackMissing(detail: "no container for \(service): \(found.output)") }
+        return id
+    }
+
+    /// Kills the service's main process from the host with SIGKILL, as a crash would end it (a
+    /// `docker kill` counts as stopping it by hand, and the restart policy would leave it stopped).
+    func crash(_ service: String) async throws -> String {
+        let id = try await container(of: service)
+        let inspected = try await ChildProcess.run("/usr/bin/docker", ["inspect", "-f", "{{.State.Pid}}", id], includingErrors: true)
+        guard let pid = Int32(inspected.output.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else {
+            throw ComposeStackMissing(detail: "no process for \(service): \(inspected.output)")
+        }
+        kill(pid, SIGKILL)
+        return id
+    }
+
+    /// Waits until the container was restarted `after` times and its health check passes again.
+    func waitUntilHealthy(_ id: String, restartsAbove count: Int, seconds: Double) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let state = try await ChildProcess.run("/usr/bin/docker", ["inspect", "-f", "{{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", id])
+            let parts = state.output.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            if parts.count == 2, let restarts = Int(parts[0]), restarts > count, parts[1] == "healthy" { return true }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        return false
+    }
+
+    func restartCount(_ id: String) async throws -> Int {
+        Int(try await ChildProcess.run("/usr/bin/docker", ["inspect", "-f", "{{.RestartCount}}", id]).output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    /// The last lines of every service's log (read only when a test fails).
+    var logs: String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker")
+        process.arguments = ["compose", "-p", project, "--env-file", environmentFile, "-f", Repository.root + "/docker-compose.yml", "logs", "--no-color", "--tail", "60"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        guard (try? process.run()) != nil else { return "(docker compose logs did not start)" }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct ComposeStackMissing: Error, CustomStringConvertible {
+    var detail: String?
+    var description: String {
+        detail ?? "no compose stack: scripts/test-compose builds the images, starts the stack and runs this suite (FERRY_TEST_COMPOSE_URL is unset)"
+    }
+}
+
+@Suite("The compose stack, as operators run it", .serialized)
+struct ComposeStackTests {
+    let stack: ComposeStack
+
+    init() throws {
+        stack = try ComposeStack.shared.get()
+    }
+
+    private func post(_ researcher: Researcher, _ path: String) async throws -> HTTPResponse {
+        try await stack.client.execute(HTTPRequest(method: "POST", url: stack.backendURL + path, headers: researcher.auth))
+    }
+
+    /// Register, upload a project whose requirements come from PyPI (installed in the unit's build
+    /// sandbox inside its container), watch it succeed, download the result and read the log.
+    @Test func aProjectWithPinnedRequirementsRunsAndItsResultAndLogComeBack() async throws {
+        let work = try TemporaryDirectory()
+        let ada = try await Researcher.signUp("compose", on: stack)
+        let code = "import six\nprint('six', six.__version__)\nopen('output/answer.txt', 'w').write(str(6 * 7))\n"
+        let zip = try Bundles.folder("pinned", files: ["code.py": code, "requirements.txt": "six==1.16.0\n"], in: work)
+        let job = try await ada.submit(zip, fileName: "pinned.zip")
+        let finished = try await ada.waitUntilFinished(job.id, seconds: 600)
+        #expect(finished.status == "succeeded", "\(finished)\n\(stack.logs)")
+        #expect(try await ada.result(job.id, into: work)["answer.txt"] == "42")
+        #expect(try await ada.log(job.id, stream: "stdout").contains("six 1.16.0"))
+    }
+
+    /// A long job is canceled while it runs; a finished one runs again on request.
+    @Test func aRunningJobIsCanceledAndAFinishedOneRunsAgain() async throws {
+        let work = try TemporaryDirectory()
+        let bo = try await Researcher.signUp("compose-cancel", on: stack)
+        let long = try await bo.submit(try Bundles.folder("long", files: ["code.py": "import time\ntime.sleep(600)\n"], in: work), fileName: "long.zip")
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, try await bo.job(long.id).decode(APIJob.self).status != "running" {
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(try await bo.job(long.id).decode(APIJob.self).status == "running")
+        #expect(try await post(bo, "/api/v1/jobs/\(long.id)/cancel").status == 202)
+        #expect(try await bo.waitUntilFinished(long.id, seconds: 60).status == "canceled")
+
+        let code = "import uuid\nopen('output/run.txt', 'w').write(str(uuid.uuid4()))\n"
+        let first = try await bo.submit(try Bundles.folder("again", files: ["code.py": code], in: work), fileName: "again.zip")
+        #expect(try await bo.waitUntilFinished(first.id).status == "succeeded")
+        let again = try await post(bo, "/api/v1/jobs/\(first.id)/rerun").decode(APIJob.self)
+        #expect(try await bo.waitUntilFinished(again.id).status == "succeeded")
+        let runs = [try await bo.result(first.id, into: work)["run.txt"], try await bo.result(again.id, into: work)["run.txt"]]
+        #expect(runs[0] != nil && runs[1] != nil && runs[0] != runs[1], "the second job must really run again")
+    }
+
+    /// The Backend runs as uid 10001 and the units as root; deleting a job removes its files from the
+    /// shared volume all the same, as both containers see it.
+    @Test func aDeletedJobsFilesAreGoneFromTheSharedVolume() async throws {
+        let work = try TemporaryDirectory()
+        let cy = try await Researcher.signUp("compose-delete", on: stack)
+        let job = try await cy.submit(try Bundles.folder("gone", files: ["code.py": "print('bye')\n"], in: work), fileName: "gone.zip")
+        #expect(try await cy.waitUntilFinished(job.id).status == "succeeded")
+        let paths = ["jobs/\(job.id)", "results/\(job.id).zip", "bundles/\(job.id).zip"].map { "/var/lib/ferry/data/" + $0 }
+        let before = try await stack.compose(["exec", "-T", "backend", "ls", "-d"] + paths)
+        #expect(before.status == 0, "the job's files should be there before the delete: \(before.output)")
+
+        let deleted = try await stack.client.execute(HTTPRequest(method: "DELETE", url: stack.backendURL + "/api/v1/jobs/\(job.id)", headers: cy.auth))
+        #expect(deleted.status == 204, "\(String(decoding: deleted.body, as: UTF8.self))")
+        #expect(try await cy.job(job.id).status == 404)
+        for service in ["backend", "processing-unit-1"] {
+            for path in paths {
+                let left = try await stack.compose(["exec", "-T", service, "test", "-e", path])
+                #expect(left.status == 1, "\(path) is still there, as \(service) sees the volume: \(left.output)")
+            }
+        }
+    }
+
+    /// Every kind of service crashes once (SIGKILL from the host) while jobs wait and run: the restart
+    /// policy brings each back to healthy, and every job accepted before ends with its right result.
+    @Test func aServiceThatCrashesComesBackAndNoJobIsLost() async throws {
+        let work = try TemporaryDirectory()
+        let fay = try await Researcher.signUp("compose-crash", on: stack)
+        var jobs: [(id: String, answer: String)] = []
+        for index in 0..<6 {
+            let code = "import time\ntime.sleep(3)\nopen('output/answer.txt', 'w').write('\(index * index)')\n"
+            let job = try await fay.submit(try Bundles.folder("crash\(index)", files: ["code.py": code], in: work), fileName: "crash\(index).zip")
+            jobs.append((job.id, "\(index * index)"))
+        }
+        for service in ["processing-unit-1", "consumer-1", "rabbitmq", "producer", "backend", "frontend"] {
+            let before = try await stack.restartCount(try await stack.container(of: service))
+            let id = try await stack.crash(service)
+            #expect(try await stack.waitUntilHealthy(id, restartsAbove: before, seconds: 180), "\(service) did not come back healthy after a crash\n\(stack.logs)")
+        }
+        for job in jobs {
+            let finished = try await Self.waitThroughOutages(fay, job.id, seconds: 300)
+            #expect(finished?.status == "succeeded", "job \(job.id): \(String(describing: finished))\n\(stack.logs)")
+            if finished?.status == "succeeded" { #expect(try await fay.result(job.id, into: work)["answer.txt"] == job.answer) }
+        }
+    }
+
+    /// `docker compose down` and `up` again, the volumes kept: the account, its token, its jobs and
+    /// their results are all still there.
+    @Test func downThenUpKeepsAccountsJobsAndResults() async throws {
+        let work = try TemporaryDirectory()
+        let gus = try await Researcher.signUp("compose-keep", on: stack)
+        let job = try await gus.submit(try Bundles.folder("kept", files: ["code.py": "open('output/answer.txt', 'w').write('kept')\n"], in: work), fileName: "kept.zip")
+        #expect(try await gus.waitUntilFinished(job.id).status == "succeeded")
+        let down = try await stack.compose(["down"])
+        try #require(down.status == 0, "docker compose down: \(down.output)")
+        let up = try await stack.compose(["up", "-d", "--wait", "--wait-timeout", "300"])
+        try #require(up.status == 0, "docker compose up: \(up.output)\n\(stack.logs)")
+        let after = try await Self.waitThroughOutages(gus, job.id, seconds: 60)
+        #expect(after?.status == "succeeded", "the job after down and up: \(String(describing: after))")
+        #expect(try await gus.result(job.id, into: work)["answer.txt"] == "kept")
+        #expect(try await gus.jobs().jobs.contains { $0.id == job.id })
+    }
+
+    /// Polls a job until it has finished, also while the Frontend or the Backend is restarting
+    /// (those polls fail and are tried again); nil when it did not finish in time.
+    static func waitThroughOutages(_ researcher: Researcher, _ id: String, seconds: Double) async throws -> APIJob? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let response = try? await researcher.job(id), response.status == 200, let job = try? response.decode(APIJob.self),
+               ["succeeded", "failed", "timed_out", "killed", "canceled", "error"].contains(job.status) {
+                return job
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        return nil
+    }
+}
