@@ -34,7 +34,11 @@ struct ComposeDriftTests {
     static func composeServices() async throws -> [String: (target: String?, environment: Set<String>)] {
         let tool = ["/usr/bin/docker-compose", "/usr/local/bin/docker-compose"].first { FileManager.default.isExecutableFile(atPath: $0) }
         let compose = try #require(tool, "docker-compose is missing: scripts/test installs Debian's docker-compose")
-        let resolved = try await ChildProcess.run(compose, ["--project-directory", root, "--env-file", root + "/.env.example", "-f", root + "/docker-compose.yml", "config"], includingErrors: true)
+        // .env.example holds no password on purpose (see below); the check gives one, as .env would.
+        let resolved = try await ChildProcess.run(
+            "/usr/bin/env", ["RABBITMQ_PASSWORD=only-for-the-check", compose, "--project-directory", root, "--env-file", root + "/.env.example", "-f", root + "/docker-compose.yml", "config"],
+            includingErrors: true
+        )
         try #require(resolved.status == 0, "docker-compose config failed: \(resolved.output)")
         let document = try #require(try Yams.load(yaml: resolved.output) as? [String: Any])
         let services = try #require(document["services"] as? [String: Any])
@@ -102,5 +106,20 @@ struct ComposeDriftTests {
         let compose = try await Self.composeServices()
         let frontend = try #require(compose.values.first { $0.target == "frontend" })
         #expect(frontend.environment.isDisjoint(with: ["FERRY_AMQP_URL", "FERRY_INTERNAL_TOKEN", "FERRY_INTERNAL_TOKEN_FILE"]), "\(frontend.environment.sorted())")
+    }
+
+    /// The example settings hold no usable password: copied unchanged, compose refuses to start and
+    /// says which setting to fill in. The operator's .env stays out of git.
+    @Test func theExampleSettingsHoldNoPasswordAndDotEnvIsIgnored() async throws {
+        let tool = ["/usr/bin/docker-compose", "/usr/local/bin/docker-compose"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let compose = try #require(tool, "docker-compose is missing: scripts/test installs Debian's docker-compose")
+        let refused = try await ChildProcess.run(
+            "/usr/bin/env", ["-u", "RABBITMQ_PASSWORD", compose, "--project-directory", Self.root, "--env-file", Self.root + "/.env.example", "-f", Self.root + "/docker-compose.yml", "config", "-q"],
+            includingErrors: true
+        )
+        #expect(refused.status != 0, "compose accepted .env.example's password")
+        #expect(refused.output.contains("RABBITMQ_PASSWORD"), "\(refused.output)")
+        let ignored = try await ChildProcess.run("/usr/bin/git", ["-C", Self.root, "check-ignore", "-q", ".env"])
+        #expect(ignored.status == 0, ".env is not in .gitignore")
     }
 }
