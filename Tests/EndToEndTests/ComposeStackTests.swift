@@ -30,12 +30,20 @@ final class ComposeStack: PublicAPI {
         self.environmentFile = environmentFile
     }
 
-    /// `docker compose` for this stack.
-    func compose(_ arguments: [String]) async throws -> ChildProcess.Outcome {
+    /// `docker compose` for this stack, or for another project from the same files (`project`),
+    /// with settings that override the env file's (`settings`, as an operator's shell would).
+    func compose(_ arguments: [String], project: String? = nil, settings: [String: String] = [:]) async throws -> ChildProcess.Outcome {
         try await ChildProcess.run(
-            "/usr/bin/docker",
-            ["compose", "-p", project, "--env-file", environmentFile, "-f", Repository.root + "/docker-compose.yml"] + arguments,
+            "/usr/bin/env",
+            settings.map { "\($0.key)=\($0.value)" }.sorted() + ["/usr/bin/docker", "compose", "-p", project ?? self.project, "--env-file", environmentFile, "-f", Repository.root + "/docker-compose.yml"] + arguments,
             includingErrors: true
+        )
+    }
+
+    /// `docker run --rm` of the slim base image with the given volumes (`name:path`) mounted.
+    func withVolumes(_ volumes: [String], _ command: String) async throws -> ChildProcess.Outcome {
+        try await ChildProcess.run(
+            "/usr/bin/docker", ["run", "--rm"] + volumes.flatMap { ["-v", $0] } + ["debian:bookworm-slim", "sh", "-c", command], includingErrors: true
         )
     }
 
@@ -88,6 +96,13 @@ final class ComposeStack: PublicAPI {
         process.waitUntilExit()
         return String(decoding: data, as: UTF8.self)
     }
+}
+
+/// Another stack made from the same files (a restored backup), reached on its own port.
+struct RestoredStack: PublicAPI {
+    let client: HTTPClient
+    let backendURL: String
+    let logs: String
 }
 
 struct ComposeStackMissing: Error, CustomStringConvertible {
@@ -205,6 +220,43 @@ struct ComposeStackTests {
         #expect(after?.status == "succeeded", "the job after down and up: \(String(describing: after))")
         #expect(try await gus.result(job.id, into: work)["answer.txt"] == "kept")
         #expect(try await gus.jobs().jobs.contains { $0.id == job.id })
+    }
+
+    /// The README's backup (stop the Backend, copy `ferry.sqlite` from `ferry-db` and `bundles/`
+    /// and `results/` from `ferry-data`) restored into the volumes of a fresh stack, which then
+    /// serves the same account, job and result on a port of its own.
+    @Test func aBackupRestoredIntoAFreshStackServesTheSameJobs() async throws {
+        let work = try TemporaryDirectory()
+        let hal = try await Researcher.signUp("compose-backup", on: stack)
+        let job = try await hal.submit(try Bundles.folder("saved", files: ["code.py": "open('output/answer.txt', 'w').write('saved')\n"], in: work), fileName: "saved.zip")
+        #expect(try await hal.waitUntilFinished(job.id).status == "succeeded")
+
+        let backup = try TemporaryDirectory()
+        #expect(try await stack.compose(["stop", "backend"]).status == 0)
+        let saved = try await stack.withVolumes(
+            ["\(stack.project)_ferry-db:/db:ro", "\(stack.project)_ferry-data:/data:ro", "\(backup.path):/backup"],
+            "cp -a /db/ferry.sqlite /backup/ && tar -C /data -cf /backup/data.tar bundles results"
+        )
+        #expect(try await stack.compose(["start", "backend"]).status == 0)
+        try #require(saved.status == 0, "taking the backup: \(saved.output)")
+
+        let fresh = stack.project + "-restored"
+        let port = try LocalSocket.unusedPort()
+        defer { Task { _ = try? await stack.compose(["down", "-v"], project: fresh) } }
+        let restored = try await stack.withVolumes(
+            ["\(fresh)_ferry-db:/db", "\(fresh)_ferry-data:/data", "\(backup.path):/backup:ro"],
+            "cp -a /backup/ferry.sqlite /db/ && chown 10001:10001 /db /data && tar -C /data -xpf /backup/data.tar"
+        )
+        try #require(restored.status == 0, "restoring the backup: \(restored.output)")
+        let up = try await stack.compose(["up", "-d", "--wait", "--wait-timeout", "300"], project: fresh, settings: ["FERRY_PORT": "\(port)"])
+        try #require(up.status == 0, "the restored stack did not start: \(up.output)")
+
+        let there = Researcher(stack: RestoredStack(client: stack.client, backendURL: "http://127.0.0.1:\(port)", logs: ""), token: hal.token)
+        let found = try await there.job(job.id)
+        #expect(found.status == 200, "the restored stack does not know the job: \(String(decoding: found.body, as: UTF8.self))")
+        #expect(try found.decode(APIJob.self).status == "succeeded")
+        #expect(try await there.result(job.id, into: work)["answer.txt"] == "saved")
+        #expect(try await stack.compose(["down", "-v"], project: fresh).status == 0)
     }
 
     /// Polls a job until it has finished, also while the Frontend or the Backend is restarting
