@@ -83,7 +83,7 @@ struct JobCgroup: Sendable {
     /// Creates and removes a test group, so that a unit that cannot limit jobs fails at start.
     private static func probe(_ version: Version) -> Result<Version, CgroupError> {
         do {
-            let group = try JobCgroup(version: version, name: "ferry-probe-\(getpid())", memoryBytes: 64 << 20, processes: 16)
+            let group = try JobCgroup(version: version, name: "ferry-probe-\(UUID().uuidString.lowercased())", memoryBytes: 64 << 20, processes: 16)
             group.remove()
             return .success(version)
         } catch {

@@ -128,10 +128,14 @@ struct Sandbox: Sendable {
     }
 
     private static func account(_ name: String, key: String, optOut: String) throws -> Account {
-        guard let entry = getpwnam(name) else {
+        // getpwnam_r: getpwnam's answer lives in static storage that another thread's look-up overwrites.
+        var entry = passwd()
+        var found: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16 * 1024)
+        guard getpwnam_r(name, &entry, &buffer, buffer.count, &found) == 0, found != nil else {
             throw ConfigurationError(key: key, message: "the user \(name) does not exist; create it (useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \(name)), \(optOut)")
         }
-        let account = (entry.pointee.pw_uid, entry.pointee.pw_gid)
+        let account = (entry.pw_uid, entry.pw_gid)
         guard account.0 != 0, account.0 != getuid() else {
             throw ConfigurationError(key: key, message: "\(name) is Ferry's own user or root; the sandbox needs an unprivileged user of its own")
         }
@@ -141,14 +145,14 @@ struct Sandbox: Sendable {
     /// Runs Python once in the sandbox, as a job would run, so that a unit that cannot contain its
     /// jobs says so at start rather than failing every job.
     private func probe(python: String, sandboxRoot: String, optOut: String) async throws {
-        let work = sandboxRoot + "/work/.sandbox-probe-\(getpid())"
-        try? FileManager.default.removeItem(atPath: work)
+        // A name of its own: units in containers share the sandbox volume and often the process id.
+        let work = sandboxRoot + "/work/.sandbox-probe-\(UUID().uuidString.lowercased())"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         guard lchown(work, user.uid, user.gid) == 0 else {
             throw ConfigurationError(key: ConfigurationKeys.unitSandbox, message: "cannot give \(work) to \(settings.jobUser): \(String(cString: strerror(errno)))")
         }
-        let log = sandboxRoot + "/work/.sandbox-probe-\(getpid()).log"
+        let log = work + ".log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         let command = jobCommand(
             python: python, arguments: ["-c", "import os; print('sandbox ok', os.getuid())"], readOnly: [], work: work, project: work,

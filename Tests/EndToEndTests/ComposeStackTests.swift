@@ -249,7 +249,11 @@ struct ComposeStackTests {
         )
         try #require(restored.status == 0, "restoring the backup: \(restored.output)")
         let up = try await stack.compose(["up", "-d", "--wait", "--wait-timeout", "300"], project: fresh, settings: ["FERRY_PORT": "\(port)"])
-        try #require(up.status == 0, "the restored stack did not start: \(up.output)")
+        if up.status != 0 {
+            let said = try? await stack.compose(["logs", "--no-color", "--tail", "40"], project: fresh, settings: ["FERRY_PORT": "\(port)"])
+            Issue.record("the restored stack did not start: \(up.output)\nits services said:\n\(said?.output ?? "")")
+            return
+        }
 
         let there = Researcher(stack: RestoredStack(client: stack.client, backendURL: "http://127.0.0.1:\(port)", logs: ""), token: hal.token)
         let found = try await there.job(job.id)
