@@ -27,6 +27,10 @@ public enum ConfigurationKeys {
     public static let unitURL = "unit.url"
     /// Jobs a ProcessingUnit runs at once, and so its Consumer's prefetch count.
     public static let unitSlots = "unit.slots"
+    /// Where the Backend reaches a Consumer when it cannot reach the Consumer's unit (compose's
+    /// separate networks): the unit is then reported as `<consumer.url>/unit`, whose health the
+    /// Consumer answers for.
+    public static let consumerURL = "consumer.url"
 
     // MARK: Accounts and sign-in (Backend) (each explained in the README's configuration table)
 

@@ -18,10 +18,10 @@ public struct HealthStatus: ResponseCodable, Equatable {
 }
 
 extension Router {
-    /// Adds `GET /health`: ready only when every check passes (compose's health checks and
-    /// `depends_on` rely on it). Checks run at once, each given 5 seconds.
-    public func addHealthRoute(service: String, checks: [HealthCheck] = [], notices: [HealthCheck] = []) {
-        get("/health") { _, _ -> EditedResponse<HealthStatus> in
+    /// Adds `GET /health` (or `path`): ready only when every check passes (compose's health checks
+    /// and `depends_on` rely on it). Checks run at once, each given 5 seconds.
+    public func addHealthRoute(path: RouterPath = "/health", service: String, checks: [HealthCheck] = [], notices: [HealthCheck] = []) {
+        get(path) { _, _ -> EditedResponse<HealthStatus> in
             // Every probe gets 5 s; one that hangs is answered for, never waited for.
             let results = await withTaskGroup(of: (String, String?).self) { group in
                 for check in checks {

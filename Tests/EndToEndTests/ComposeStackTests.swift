@@ -30,20 +30,22 @@ final class ComposeStack: PublicAPI {
         self.environmentFile = environmentFile
     }
 
-    /// `docker compose` for this stack, or for another project from the same files (`project`),
-    /// with settings that override the env file's (`settings`, as an operator's shell would).
-    func compose(_ arguments: [String], project: String? = nil, settings: [String: String] = [:]) async throws -> ChildProcess.Outcome {
+    /// `docker compose` for this stack, or for another project (`project`) from the same files or
+    /// another version's (`file`), with settings that override the env file's (`settings`, as an
+    /// operator's shell would).
+    func compose(_ arguments: [String], project: String? = nil, file: String? = nil, settings: [String: String] = [:]) async throws -> ChildProcess.Outcome {
         try await ChildProcess.run(
             "/usr/bin/env",
-            settings.map { "\($0.key)=\($0.value)" }.sorted() + ["/usr/bin/docker", "compose", "-p", project ?? self.project, "--env-file", environmentFile, "-f", Repository.root + "/docker-compose.yml"] + arguments,
+            settings.map { "\($0.key)=\($0.value)" }.sorted()
+                + ["/usr/bin/docker", "compose", "-p", project ?? self.project, "--env-file", environmentFile, "-f", file ?? Repository.root + "/docker-compose.yml"] + arguments,
             includingErrors: true
         )
     }
 
-    /// `docker run --rm` of the slim base image with the given volumes (`name:path`) mounted.
-    func withVolumes(_ volumes: [String], _ command: String) async throws -> ChildProcess.Outcome {
+    /// `docker run --rm` of the slim base image (or `image`) with the given volumes (`name:path`) mounted.
+    func withVolumes(_ volumes: [String], _ command: String, image: String = "debian:bookworm-slim") async throws -> ChildProcess.Outcome {
         try await ChildProcess.run(
-            "/usr/bin/docker", ["run", "--rm"] + volumes.flatMap { ["-v", $0] } + ["debian:bookworm-slim", "sh", "-c", command], includingErrors: true
+            "/usr/bin/docker", ["run", "--rm", "--user", "0", "--entrypoint", "sh"] + volumes.flatMap { ["-v", $0] } + [image, "-c", command], includingErrors: true
         )
     }
 
@@ -261,6 +263,139 @@ struct ComposeStackTests {
         #expect(try found.decode(APIJob.self).status == "succeeded")
         #expect(try await there.result(job.id, into: work)["answer.txt"] == "saved")
         #expect(try await stack.compose(["down", "-v"], project: fresh).status == 0)
+    }
+
+    /// The networks keep apart what has no business together, on the running stack: from inside
+    /// each container, a TCP connection to each other service by its compose name succeeds only
+    /// where the two talk (the Frontend to the Backend alone; the broker for the Backend, the Producer
+    /// and the Consumers; a unit for its own Consumer alone).
+    @Test func aContainerReachesOnlyTheServicesItTalksTo() async throws {
+        let checks: [(from: String, to: String, port: Int, reaches: Bool)] = [
+            ("frontend", "backend", 8081, true),
+            ("frontend", "rabbitmq", 5672, false), ("frontend", "producer", 8082, false),
+            ("frontend", "consumer-1", 8083, false), ("frontend", "processing-unit-1", 8084, false),
+            ("backend", "rabbitmq", 5672, true), ("backend", "producer", 8082, true), ("backend", "consumer-1", 8083, true),
+            ("backend", "processing-unit-1", 8084, false), ("backend", "processing-unit-2", 8084, false),
+            ("producer", "rabbitmq", 5672, true), ("producer", "processing-unit-1", 8084, false),
+            ("consumer-1", "rabbitmq", 5672, true), ("consumer-1", "processing-unit-1", 8084, true),
+            ("consumer-1", "processing-unit-2", 8084, false), ("consumer-2", "processing-unit-1", 8084, false),
+            ("processing-unit-1", "consumer-1", 8083, true),
+            ("processing-unit-1", "rabbitmq", 5672, false), ("processing-unit-1", "backend", 8081, false),
+            ("processing-unit-1", "producer", 8082, false), ("processing-unit-1", "processing-unit-2", 8084, false),
+        ]
+        for check in checks {
+            // bash's /dev/tcp: every image has bash; a name that is not on a shared network does not resolve.
+            let tried = try await stack.compose(["exec", "-T", check.from, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/$0/$1", check.to, "\(check.port)"])
+            #expect((tried.status == 0) == check.reaches, "\(check.from) → \(check.to):\(check.port) should \(check.reaches ? "connect" : "fail"): exit \(tried.status) \(tried.output)")
+        }
+    }
+
+    /// The safety suite's hostile bundles, uploaded through the published port: each is refused
+    /// with its code before anything is queued.
+    @Test func everyHostileBundleIsRefusedAtTheDoor() async throws {
+        let eve = try await Researcher.signUp("compose-bundles", on: stack)
+        let cases = HostileBundles.archives.map { ($0.label, $0.code, try? HostileBundles.zip($0.build)) }
+            + HostileBundles.requirements.map { ($0.text, $0.code, try? HostileBundles.withRequirements($0.text)) }
+        for (label, code, path) in cases {
+            let zip = try #require(path)
+            defer { try? FileManager.default.removeItem(atPath: zip) }
+            let response = try await eve.upload(zip, fileName: "p.zip")
+            #expect(response.status == 422 && String(decoding: response.body, as: UTF8.self).contains(code), "\(label): \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+        }
+        #expect(try await eve.jobs().jobs.isEmpty, "a refused bundle became a job")
+    }
+
+    /// The safety suite's hostile jobs, run in the unit containers: no network (not even the unit's
+    /// own Consumer, which the unit itself reaches), nothing of the volume, the token or other jobs
+    /// in sight, the riskier system calls refused, and each limit ending its job with the limit's
+    /// reason and nothing of it left running.
+    @Test func hostileJobsAreContainedInTheUnitContainers() async throws {
+        let work = try TemporaryDirectory()
+        let mallory = try await Researcher.signUp("compose-hostile", on: stack)
+        func run(_ name: String, _ code: String, fields: [String: String] = [:]) async throws -> APIJob {
+            let job = try await mallory.submit(try Bundles.folder(name, files: ["code.py": code], in: work), fileName: name + ".zip", fields: fields)
+            return try await mallory.waitUntilFinished(job.id, seconds: 180)
+        }
+        let consumer = try await ChildProcess.run("/usr/bin/docker", ["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", try await stack.container(of: "consumer-1")])
+        let consumerIP = try #require(consumer.output.split(separator: " ").first.map(String.init), "\(consumer.output)")
+        let secret = try await run("victim", "open('output/secret.txt', 'w').write('secret of another job')\n")
+        #expect(secret.status == "succeeded")
+
+        async let network = run("net", HostileJobs.networkProbe([
+            "consumer-by-name": ("consumer-1", 8083), "consumer-by-ip": (consumerIP, 8083), "broker": ("rabbitmq", 5672),
+            "backend": ("backend", 8081), "outside-by-ip": ("1.1.1.1", 53), "outside-by-name": ("pypi.org", 443),
+        ]))
+        async let snoop = run("snoop", HostileJobs.snoop(for: "secret of another job"))
+        async let calls = run("kernel", HostileJobs.kernelCalls)
+        async let loop = run("loop", HostileJobs.endlessLoop, fields: ["timeLimit": "2"])
+        async let hog = run("hog", HostileJobs.memoryHog, fields: ["memoryLimit": "64"])
+        async let bomb = run("bomb", HostileJobs.forkBomb, fields: ["timeLimit": "30"])
+        async let filler = run("filler", HostileJobs.diskFiller)
+
+        let reached = try await network
+        #expect(reached.status == "succeeded", "\(reached.reason ?? "")")
+        let results = try JSONDecoder().decode([String: String].self, from: Data(try #require(try await mallory.result(reached.id, into: work)["network.json"]).utf8))
+        #expect(results.count == 6 && results.values.allSatisfy { $0 != "reached" }, "a job reached \(results)")
+
+        let seen = try await snoop
+        #expect(seen.status == "succeeded", "\(seen.reason ?? "")")
+        let view = try JSONDecoder().decode(HostileJobs.View.self, from: Data(try #require(try await mallory.result(seen.id, into: work)["view.json"]).utf8))
+        // /var only as the way to the job's environment, bound at its own path under the sandbox root.
+        #expect(view.uid != 0 && view.root.sorted() == (HostileJobs.rootFolder + ["var"]).sorted(), "uid \(view.uid), / holds \(view.root)")
+        for file in view.files {
+            #expect(["/job/", "/etc/", "/var/lib/ferry-unit/envs/"].contains { file.hasPrefix($0) } && !file.contains(secret.id) && !file.contains("ferry-secrets"), "the job saw \(file)")
+        }
+        #expect(view.leaks.isEmpty && view.pids.count <= 3, "leaks \(view.leaks), processes \(view.pids)")
+
+        let called = try await calls
+        let report = try JSONDecoder().decode(HostileJobs.Calls.self, from: Data(try #require(try await mallory.result(called.id, into: work)["calls.json"]).utf8))
+        #expect(report.errors.count == 10 && report.errors.values.allSatisfy { $0 == EPERM } && report.forked == 7, "\(report)")
+
+        let looped = try await loop
+        #expect(looped.status == "timed_out" && looped.reason?.contains("time limit of 2 s") == true, "\(looped)")
+        let hogged = try await hog
+        #expect(hogged.status == "killed" && hogged.reason?.contains("memory") == true, "\(hogged)")
+        let manifest = try await stack.compose(["exec", "-T", "backend", "cat", "/var/lib/ferry/data/jobs/\(hogged.id)/manifest.json"])
+        #expect(manifest.output.contains("peakMemoryBytes"), "\(manifest.output)")
+        let bombed = try await bomb
+        #expect(["killed", "failed"].contains(bombed.status), "\(bombed)")
+        let filled = try await filler
+        #expect(filled.status == "killed" && filled.reason?.contains("output size") == true, "\(filled)")
+        for job in [looped, hogged, bombed, filled, called] {
+            #expect(Stack.processes(of: job.id).isEmpty, "\(job.id) left processes running")
+        }
+    }
+
+    /// The browser test (Tests/Browser/browser_test.py, headless Chromium) against the compose
+    /// stack's published port, with the setup token an operator reads as the README says; then the
+    /// administrator it made sees every unit answering on the admin page, which the Backend asks
+    /// through each unit's Consumer (it cannot reach the units).
+    @Test func theBrowserTestPassesAndTheAdminPageSeesTheUnits() async throws {
+        let python = Repository.root + "/.build/test-venv/bin/python"
+        for (tool, fix) in [(python, "run scripts/test, which makes .build/test-venv with selenium"), ("/usr/bin/chromium", "apt-get install chromium"), ("/usr/bin/chromedriver", "apt-get install chromium-driver")] {
+            try #require(FileManager.default.isExecutableFile(atPath: tool), "\(tool) is missing: \(fix)")
+        }
+        let token = try await stack.compose(["exec", "-T", "backend", "cat", "/var/lib/ferry/db/setup-token"])
+        try #require(token.status == 0, "the README's way to read the setup token failed: \(token.output)")
+        let artifacts = Repository.root + "/.build/test-artifacts/browser-compose"
+        try? FileManager.default.removeItem(atPath: artifacts)
+        let run = try await ChildProcess.run(
+            python, [Repository.root + "/Tests/Browser/browser_test.py", "--url", stack.backendURL, "--artifacts", artifacts,
+                     "--setup-token", token.output.trimmingCharacters(in: .whitespacesAndNewlines)],
+            includingErrors: true
+        )
+        #expect(run.status == 0, "the browser test failed against the compose stack (screenshots in \(artifacts)):\n\(run.output)\n\(stack.logs)")
+
+        struct Login: Decodable { var token: String }
+        struct Overview: Decodable {
+            struct Unit: Decodable { var name: String; var answering: Bool?; var problem: String? }
+            var units: [Unit]
+        }
+        let login = try await stack.client.json("POST", stack.backendURL + "/api/v1/auth/login", body: ["username": "lab-admin", "password": "a long enough password"]).decode(Login.self)
+        let overview = try await stack.client.execute(HTTPRequest(method: "GET", url: stack.backendURL + "/api/v1/admin/overview", headers: [("Authorization", "Bearer \(login.token)")]))
+        try #require(overview.status == 200, "\(String(decoding: overview.body, as: UTF8.self))")
+        let units = try overview.decode(Overview.self).units
+        #expect(!units.isEmpty && units.allSatisfy { $0.answering == true && $0.name.hasSuffix(":8083/unit") }, "\(units)")
     }
 
     /// Polls a job until it has finished, also while the Frontend or the Backend is restarting

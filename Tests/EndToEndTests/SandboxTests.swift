@@ -25,18 +25,9 @@ struct SandboxTests {
         let backendPort = Int(URLComponents(string: stack.backendURL)?.port ?? 0)
         // The test itself reaches both, so a refusal inside the job is the sandbox's doing.
         #expect(try connects(to: brokerPort) && connects(to: backendPort))
-        let probe = """
-            import json, socket
-            results = {}
-            for name, (host, port) in {"broker": ("127.0.0.1", \(brokerPort)), "backend": ("127.0.0.1", \(backendPort)),
-                                       "outside-by-ip": ("1.1.1.1", 53), "outside-by-name": ("pypi.org", 443)}.items():
-                try:
-                    socket.create_connection((host, port), timeout=2).close()
-                    results[name] = "reached"
-                except OSError as error:
-                    results[name] = type(error).__name__
-            json.dump(results, open("output/network.json", "w"))
-            """
+        let probe = HostileJobs.networkProbe([
+            "broker": ("127.0.0.1", brokerPort), "backend": ("127.0.0.1", backendPort), "outside-by-ip": ("1.1.1.1", 53), "outside-by-name": ("pypi.org", 443),
+        ])
         let alice = try await Researcher.signUp("net", on: stack)
         let job = try await run(probe, as: alice, in: work)
         #expect(job.status == "succeeded", "\(job.reason ?? "")")
@@ -52,30 +43,13 @@ struct SandboxTests {
         let secret = try await run("open('output/secret.txt', 'w').write('secret of another job')\n", as: other, in: work)
         #expect(secret.status == "succeeded")
 
-        let probe = """
-            import json, os
-            seen = []
-            for top in ["/"]:
-                for folder, folders, files in os.walk(top):
-                    folders[:] = [f for f in folders if os.path.join(folder, f) not in ("/proc", "/sys", "/dev")]
-                    seen += [os.path.join(folder, f) for f in files]
-            leaks = []
-            for path in seen:
-                if path.startswith("/usr/"): continue
-                try: text = open(path, errors="replace").read(1000000)
-                except OSError: continue
-                if "secret of another" + " job" in text: leaks.append(path)
-            json.dump({"uid": os.getuid(), "gid": os.getgid(), "files": [p for p in seen if not p.startswith("/usr/")],
-                       "leaks": leaks, "pids": [p for p in os.listdir("/proc") if p.isdigit()],
-                       "root": sorted(os.listdir("/"))}, open("output/view.json", "w"))
-            """
+        let probe = HostileJobs.snoop(for: "secret of another job")
         let mallory = try await Researcher.signUp("snoop", on: stack)
         let job = try await run(probe, as: mallory, in: work)
         #expect(job.status == "succeeded", "\(job.reason ?? "")")
-        struct View: Decodable { var uid: UInt32; var gid: UInt32; var files: [String]; var leaks: [String]; var pids: [String]; var root: [String] }
-        let view = try JSONDecoder().decode(View.self, from: Data(try #require(try await mallory.result(job.id, into: work)["view.json"]).utf8))
+        let view = try JSONDecoder().decode(HostileJobs.View.self, from: Data(try #require(try await mallory.result(job.id, into: work)["view.json"]).utf8))
         #expect(view.uid != getuid() && view.uid != 0, "the job ran as Ferry's user or root")
-        #expect(view.root.sorted() == ["bin", "dev", "etc", "job", "lib", "lib64", "proc", "sbin", "tmp", "usr"])
+        #expect(view.root.sorted() == HostileJobs.rootFolder)
         // Of the volume, only its own work folder (/job) and its Python environment (read-only) exist.
         let allowed = ["/job/", "/etc/", stack.sandbox.path + "/envs/"]
         for file in view.files {
@@ -88,7 +62,7 @@ struct SandboxTests {
     @Test func anEndlessLoopTimesOutAndLeavesNothingRunning() async throws {
         let work = try TemporaryDirectory()
         let alice = try await Researcher.signUp("loop", on: stack)
-        let job = try await run("import subprocess\nsubprocess.Popen(['sleep', '600'])\nwhile True:\n    pass\n", as: alice, fields: ["timeLimit": "2"], in: work)
+        let job = try await run(HostileJobs.endlessLoop, as: alice, fields: ["timeLimit": "2"], in: work)
         #expect(job.status == "timed_out")
         #expect(job.reason?.contains("time limit of 2 s") == true)
         #expect(processesOf(job.id).isEmpty)
@@ -97,7 +71,7 @@ struct SandboxTests {
     @Test func aMemoryHogIsKilledForItsMemory() async throws {
         let work = try TemporaryDirectory()
         let alice = try await Researcher.signUp("hog", on: stack)
-        let job = try await run("blocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20))\n", as: alice, fields: ["memoryLimit": "64"], in: work)
+        let job = try await run(HostileJobs.memoryHog, as: alice, fields: ["memoryLimit": "64"], in: work)
         #expect(job.status == "killed")
         #expect(job.reason?.contains("memory") == true, "\(job.reason ?? "")")
         let manifest = try String(contentsOfFile: stack.data.file("jobs/\(job.id)/manifest.json"), encoding: .utf8)
@@ -108,7 +82,7 @@ struct SandboxTests {
     @Test func aForkBombCannotForkWithoutBoundAndFerryKeepsServing() async throws {
         let work = try TemporaryDirectory()
         let alice = try await Researcher.signUp("forker", on: stack)
-        async let bomb = run("import os\nwhile True:\n    os.fork()\n", as: alice, fields: ["timeLimit": "30"], in: work)
+        async let bomb = run(HostileJobs.forkBomb, as: alice, fields: ["timeLimit": "30"], in: work)
         // Meanwhile an ordinary job runs to the end.
         let bystander = try await Researcher.signUp("bystander", on: stack)
         let normal = try await run("open('output/ok.txt', 'w').write('ok')\n", as: bystander, in: work)
@@ -121,8 +95,7 @@ struct SandboxTests {
     @Test func aDiskFillerIsKilledForItsOutputSize() async throws {
         let work = try TemporaryDirectory()
         let alice = try await Researcher.signUp("filler", on: stack)
-        let filler = "import os\nos.makedirs('output/many', exist_ok=True)\nfor i in range(100000):\n    open(f'output/many/{i}.bin', 'wb').write(b'x' * (1 << 20))\n"
-        let job = try await run(filler, as: alice, in: work)
+        let job = try await run(HostileJobs.diskFiller, as: alice, in: work)
         #expect(job.status == "killed")
         #expect(job.reason?.contains("output size") == true, "\(job.reason ?? "")")
         #expect(processesOf(job.id).isEmpty)
@@ -133,41 +106,11 @@ struct SandboxTests {
 
     @Test func aJobCannotMakeNamespacesNorReachTheKernelsRiskierCalls() async throws {
         let work = try TemporaryDirectory()
-        // Each call through ctypes, so that the errno is the kernel's (or the filter's) answer.
-        let probe = """
-            import ctypes, json, os, threading
-            libc = ctypes.CDLL(None, use_errno=True)
-            def attempt(call):
-                ctypes.set_errno(0)
-                result = call()
-                return 0 if result >= 0 else ctypes.get_errno()
-            calls = {
-                "unshare(CLONE_NEWUSER)": lambda: libc.unshare(0x10000000),
-                "unshare(CLONE_NEWNS)": lambda: libc.unshare(0x00020000),
-                "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),
-                "add_key": lambda: libc.syscall(248, b"user", b"ferry", b"x", 1, -2),
-                "bpf": lambda: libc.syscall(321, 0, 0, 0),
-                "userfaultfd": lambda: libc.syscall(323, 0),
-                "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
-                "ptrace(PTRACE_TRACEME)": lambda: libc.ptrace(0, 0, 0, 0),
-                "io_uring_setup": lambda: libc.syscall(425, 1, 0),
-                "clone(CLONE_NEWUSER)": lambda: libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0),
-            }
-            errors = {name: attempt(call) for name, call in calls.items()}
-            # What a job needs still works: threads and processes.
-            thread = threading.Thread(target=lambda: None); thread.start(); thread.join()
-            pid = os.fork()
-            if pid == 0: os._exit(7)
-            forked = os.waitpid(pid, 0)[1] >> 8
-            json.dump({"errors": errors, "forked": forked, "fds": sorted(int(f) for f in os.listdir("/proc/self/fd"))},
-                      open("output/calls.json", "w"))
-            """
         let alice = try await Researcher.signUp("kernel", on: stack)
-        let job = try await run(probe, as: alice, in: work)
+        let job = try await run(HostileJobs.kernelCalls, as: alice, in: work)
         let stderr = try await alice.log(job.id, stream: "stderr")
         #expect(job.status == "succeeded", "\(job.reason ?? "") \(stderr)")
-        struct Report: Decodable { var errors: [String: Int32]; var forked: Int; var fds: [Int] }
-        let report = try JSONDecoder().decode(Report.self, from: Data(try #require(try await alice.result(job.id, into: work)["calls.json"]).utf8))
+        let report = try JSONDecoder().decode(HostileJobs.Calls.self, from: Data(try #require(try await alice.result(job.id, into: work)["calls.json"]).utf8))
         #expect(report.errors.count == 10)
         for (call, errno) in report.errors.sorted(by: { $0.key < $1.key }) {
             #expect(errno == EPERM, "\(call) answered errno \(errno), not EPERM")

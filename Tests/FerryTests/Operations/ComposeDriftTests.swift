@@ -30,8 +30,8 @@ struct ComposeDriftTests {
         return (services, exported)
     }
 
-    /// The compose file after `docker compose config` resolved its anchors and variables.
-    static func composeServices() async throws -> [String: (target: String?, environment: Set<String>)] {
+    /// The compose file's services after `docker compose config` resolved its anchors and variables.
+    static func resolvedServices() async throws -> [String: [String: Any]] {
         let tool = ["/usr/bin/docker-compose", "/usr/local/bin/docker-compose"].first { FileManager.default.isExecutableFile(atPath: $0) }
         let compose = try #require(tool, "docker-compose is missing: scripts/test installs Debian's docker-compose")
         // .env.example holds no password on purpose (see below); the check gives one, as .env would.
@@ -42,9 +42,13 @@ struct ComposeDriftTests {
         try #require(resolved.status == 0, "docker-compose config failed: \(resolved.output)")
         let document = try #require(try Yams.load(yaml: resolved.output) as? [String: Any])
         let services = try #require(document["services"] as? [String: Any])
+        return services.mapValues { $0 as? [String: Any] ?? [:] }
+    }
+
+    /// Each compose service's build target and the names of the settings it is given.
+    static func composeServices() async throws -> [String: (target: String?, environment: Set<String>)] {
         var result: [String: (target: String?, environment: Set<String>)] = [:]
-        for (name, value) in services {
-            let service = value as? [String: Any] ?? [:]
+        for (name, service) in try await resolvedServices() {
             let target = (service["build"] as? [String: Any])?["target"] as? String
             let environment: Set<String>
             if let map = service["environment"] as? [String: Any] {
@@ -96,16 +100,69 @@ struct ComposeDriftTests {
         let everywhere = compose.filter { $0.value.target != nil }.values.map(\.environment).reduce(Set<String>()) { $0.union($1) }
         let missing = exported.filter { !everywhere.contains($0) && !everywhere.contains($0 + "_FILE") }
         #expect(missing.isEmpty, "compose lacks \(missing.sorted()), which scripts/run exports")
-        for (name, service) in compose where service.target != nil && service.target != "frontend" && !Self.helperTargets.contains(service.target!) {
-            #expect(service.environment.isSuperset(of: ["FERRY_AMQP_URL", "FERRY_DATA_DIR", "FERRY_INTERNAL_TOKEN_FILE"]), "compose's \(name) lacks the broker, the data folder or the internal token")
+    }
+
+    /// What each kind of service uses of the broker's account, the shared volume and the internal
+    /// token: the Backend all three, the Producer and the Consumers the broker, the units the volume.
+    static let uses: [String: Set<String>] = [
+        "backend": ["FERRY_AMQP_URL", "FERRY_DATA_DIR", "FERRY_INTERNAL_TOKEN_FILE"],
+        "producer": ["FERRY_AMQP_URL", "FERRY_INTERNAL_TOKEN_FILE"],
+        "consumer": ["FERRY_AMQP_URL", "FERRY_INTERNAL_TOKEN_FILE"],
+        "processing-unit": ["FERRY_DATA_DIR", "FERRY_INTERNAL_TOKEN_FILE"],
+        "frontend": [],
+    ]
+
+    /// Each service gets what it uses and nothing more of the others' secrets: a unit never sees the
+    /// broker's password, the Frontend none of them.
+    @Test func eachServiceGetsOnlyTheSecretsItUses() async throws {
+        let compose = try await Self.composeServices()
+        let guarded: Set<String> = ["FERRY_AMQP_URL", "FERRY_DATA_DIR", "FERRY_INTERNAL_TOKEN", "FERRY_INTERNAL_TOKEN_FILE"]
+        for (name, service) in compose {
+            guard let target = service.target, !Self.helperTargets.contains(target) else { continue }
+            let uses = try #require(Self.uses[target], "\(name) builds \(target), which this test does not know")
+            #expect(service.environment.intersection(guarded) == uses, "compose's \(name) gets \(service.environment.intersection(guarded).sorted()), it uses \(uses.sorted())")
         }
     }
 
-    /// The Frontend is the one service the public reaches: it holds no secret of the others.
-    @Test func theFrontendGetsNoSecretOfTheOtherServices() async throws {
-        let compose = try await Self.composeServices()
-        let frontend = try #require(compose.values.first { $0.target == "frontend" })
-        #expect(frontend.environment.isDisjoint(with: ["FERRY_AMQP_URL", "FERRY_INTERNAL_TOKEN", "FERRY_INTERNAL_TOKEN_FILE"]), "\(frontend.environment.sorted())")
+
+    /// The volumes and networks of each service are those it uses: the token's volume only for
+    /// the internal services, the shared volume only for the Backend and the units; the Frontend
+    /// shares a network with the Backend alone, the broker's network holds the Backend, the
+    /// Producer and the Consumers, and a unit's network its Consumer alone. ComposeStackTests show
+    /// on the running stack that what these keep apart cannot reach each other.
+    @Test func eachServiceMountsAndReachesOnlyWhatItUses() async throws {
+        let services = try await Self.resolvedServices()
+        func volumes(_ name: String) -> Set<String> {
+            // Long syntax (Compose v2) or `source:target:mode` (Debian's docker-compose).
+            Set((services[name]?["volumes"] as? [Any] ?? []).compactMap { entry in
+                (entry as? [String: Any])?["source"] as? String ?? (entry as? String)?.split(separator: ":").first.map(String.init)
+            })
+        }
+        func networks(_ name: String) -> Set<String> {
+            if let map = services[name]?["networks"] as? [String: Any] { return Set(map.keys) }
+            return Set(services[name]?["networks"] as? [String] ?? [])
+        }
+        func members(_ network: String) -> Set<String> { Set(services.keys.filter { networks($0).contains(network) }) }
+        let units = services.keys.filter { (services[$0]?["build"] as? [String: Any])?["target"] as? String == "processing-unit" }.sorted()
+        let consumers = Set(services.keys.filter { (services[$0]?["build"] as? [String: Any])?["target"] as? String == "consumer" })
+        #expect(units.count >= 2 && consumers.count == units.count, "units \(units), consumers \(consumers.sorted())")
+        #expect(Set(services.keys.filter { volumes($0).contains("ferry-data") }) == Set(["backend"] + units))
+        #expect(Set(services.keys.filter { volumes($0).contains("ferry-secrets") }) == Set(["secrets", "backend", "producer"] + units).union(consumers))
+        #expect(volumes("frontend").isEmpty, "\(volumes("frontend"))")
+        #expect(services["secrets"]?["network_mode"] as? String == "none", "the secrets service needs no network")
+        // Every network the Frontend is on holds the Backend or nothing else (the published port's).
+        for network in networks("frontend") {
+            #expect(members(network) == ["frontend", "backend"] || members(network) == ["frontend"], "\(network): \(members(network).sorted())")
+        }
+        let broker = networks("rabbitmq")
+        #expect(broker.count == 1 && members(broker.first!) == Set(["rabbitmq", "backend", "producer"]).union(consumers), "\(broker): \(broker.first.map(members)?.sorted() ?? [])")
+        for unit in units {
+            let suffix = unit.split(separator: "-").last.map(String.init) ?? ""
+            #expect(networks(unit).count == 1, "\(unit) is on \(networks(unit).sorted())")
+            for network in networks(unit) {
+                #expect(members(network) == [unit, "consumer-" + suffix], "\(network): \(members(network).sorted())")
+            }
+        }
     }
 
     /// The example settings hold no usable password: copied unchanged, compose refuses to start and

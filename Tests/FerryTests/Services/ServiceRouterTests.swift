@@ -59,6 +59,28 @@ struct ServiceRouterTests {
         }
     }
 
+    /// Where the Backend cannot reach a unit (compose's networks), its Consumer answers for it: the
+    /// unit is reported as the Consumer's `/unit`, whose health is the unit's.
+    @Test func aConsumerAnswersForItsUnitsHealth() async throws {
+        #expect(try reportedUnitName(unitURL: "http://processing-unit-1:8084", consumerURL: nil) == "http://processing-unit-1:8084")
+        #expect(try reportedUnitName(unitURL: "http://processing-unit-1:8084", consumerURL: "http://consumer-1:8083/") == "http://consumer-1:8083/unit")
+        for bad in ["consumer-1:8083", "ftp://consumer-1", "http://", "http://consumer-1:8083/?a=b"] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try reportedUnitName(unitURL: "http://unit", consumerURL: bad) }
+        }
+        for healthy in [true, false] {
+            let router = buildConsumerRouter(
+                checks: [HealthCheck("broker") { nil }], unitCheck: HealthCheck("unit") { healthy ? nil : "GET http://processing-unit-1:8084/health: cannot connect" }
+            )
+            try await Application(router: router).test(.router) { client in
+                try await client.execute(uri: "/unit/health", method: .get) { response in
+                    #expect(response.status == (healthy ? .ok : .serviceUnavailable))
+                    let health = try JSONDecoder().decode(HealthStatus.self, from: response.body)
+                    #expect(health.service == "processing-unit" && health.checks?.keys.sorted() == ["unit"] && (health.checks?["unit"] == "ok") == healthy, "\(health)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: routers.map(\.0))
     func metricsAreServedInPrometheusText(service: String) async throws {
         let (_, build, _) = try #require(Self.routers.first { $0.0 == service })
