@@ -208,12 +208,17 @@ struct ComposeStackTests {
     }
 
     /// `docker compose down` and `up` again, the volumes kept: the account, its token, its jobs and
-    /// their results are all still there.
+    /// their results are all still there, and a job that was waiting in the queue (no Consumer was
+    /// taking jobs) runs after the broker's container was made anew.
     @Test func downThenUpKeepsAccountsJobsAndResults() async throws {
         let work = try TemporaryDirectory()
         let gus = try await Researcher.signUp("compose-keep", on: stack)
         let job = try await gus.submit(try Bundles.folder("kept", files: ["code.py": "open('output/answer.txt', 'w').write('kept')\n"], in: work), fileName: "kept.zip")
         #expect(try await gus.waitUntilFinished(job.id).status == "succeeded")
+        #expect(try await stack.compose(["stop", "consumer-1", "consumer-2"]).status == 0)
+        let waiting = try await gus.submit(try Bundles.folder("waiting", files: ["code.py": "open('output/answer.txt', 'w').write('waited')\n"], in: work), fileName: "waiting.zip")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await gus.job(waiting.id).decode(APIJob.self).status == "queued")
         let down = try await stack.compose(["down"])
         try #require(down.status == 0, "docker compose down: \(down.output)")
         let up = try await stack.compose(["up", "-d", "--wait", "--wait-timeout", "300"])
@@ -222,6 +227,9 @@ struct ComposeStackTests {
         #expect(after?.status == "succeeded", "the job after down and up: \(String(describing: after))")
         #expect(try await gus.result(job.id, into: work)["answer.txt"] == "kept")
         #expect(try await gus.jobs().jobs.contains { $0.id == job.id })
+        let waited = try await Self.waitThroughOutages(gus, waiting.id, seconds: 120)
+        #expect(waited?.status == "succeeded", "the job that waited in the queue through down and up: \(String(describing: waited))")
+        if waited?.status == "succeeded" { #expect(try await gus.result(waiting.id, into: work)["answer.txt"] == "waited") }
     }
 
     /// The README's backup (stop the Backend, copy `ferry.sqlite` from `ferry-db` and `bundles/`

@@ -69,6 +69,12 @@ docker_start() {
   else
     echo '{}' > "$dir/daemon.json"
   fi
+  # An engine still running on this folder (an earlier run that was interrupted) is stopped first:
+  # removing its network store under it breaks the builds it then runs.
+  if [ -f "$dir/docker.pid" ] && kill -0 "$(cat "$dir/docker.pid")" 2>/dev/null; then
+    echo "docker: stopping the engine an earlier run left in $dir"
+    docker_stop "$dir"
+  fi
   # A dockerd killed mid-run can leave a store it refuses at the next start.
   rm -f "$dir/data/network/files/local-kv.db"
   dockerd --config-file "$dir/daemon.json" --data-root "$dir/data" --exec-root "$dir/exec" \
