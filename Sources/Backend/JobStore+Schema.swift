@@ -86,5 +86,12 @@ extension JobStore {
             "ALTER TABLE jobs ADD COLUMN files_removed_at REAL",
             "CREATE INDEX jobs_finished ON jobs(finished_at)",
         ],
+        [
+            // Consumers may report their unit by the address the Backend asks it through (compose:
+            // the Consumer's `/unit`, consumer.url). Names from before are forgotten, so the admin
+            // page does not list them as down for ever; each unit is known again by its next report
+            // (one running a job is listed with it until then).
+            "DELETE FROM units",
+        ],
     ]
 }

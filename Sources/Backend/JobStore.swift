@@ -1,3 +1,4 @@
+import FerryContracts
 import Foundation
 import Logging
 import NIOPosix
@@ -27,7 +28,12 @@ final class JobStore: Sendable, Service {
             storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
         )
         let store = JobStore(connection: connection, threadPool: threadPool)
-        try await store.migrate()
+        do {
+            try await store.migrate()
+        } catch {
+            try? await store.close()
+            throw error
+        }
         return store
     }
 
@@ -47,6 +53,13 @@ final class JobStore: Sendable, Service {
             _ = try await connection.query(pragma)
         }
         let version = try await connection.query("PRAGMA user_version").first?.column("user_version")?.integer ?? 0
+        // A database a newer Backend has migrated may hold what this one would misread or undo.
+        guard version <= Self.migrations.count else {
+            throw ConfigurationError(
+                key: ConfigurationKeys.databasePath,
+                message: "the database is from a newer Ferry (schema \(version); this Backend knows \(Self.migrations.count)); run the newer Backend again, or restore the backup taken before the upgrade"
+            )
+        }
         for (index, statements) in Self.migrations.enumerated() where index >= version {
             _ = try await connection.query("BEGIN IMMEDIATE")
             do {

@@ -42,6 +42,10 @@ final class ComposeStack: PublicAPI {
         )
     }
 
+    /// The previous version's compose file, whose images scripts/test-compose built for the upgrade
+    /// test (FERRY_TEST_COMPOSE_UPGRADE_FILE).
+    static var previousVersionFile: String? { ProcessInfo.processInfo.environment["FERRY_TEST_COMPOSE_UPGRADE_FILE"] }
+
     /// `docker run --rm` of the slim base image (or `image`) with the given volumes (`name:path`) mounted.
     func withVolumes(_ volumes: [String], _ command: String, image: String = "debian:bookworm-slim") async throws -> ChildProcess.Outcome {
         try await ChildProcess.run(
@@ -404,6 +408,54 @@ struct ComposeStackTests {
         try #require(overview.status == 200, "\(String(decoding: overview.body, as: UTF8.self))")
         let units = try overview.decode(Overview.self).units
         #expect(!units.isEmpty && units.allSatisfy { $0.answering == true && $0.name.hasSuffix(":8083/unit") }, "\(units)")
+    }
+
+    /// The README's upgrade on a stack of the previous version (its images built by
+    /// scripts/test-compose from that commit): with a job finished and one running, the current
+    /// images are built and `up -d` replaces every container. The Backend migrates the database
+    /// in place (its schema version rises), the finished job's result is still there, and the
+    /// running one ends succeeded with its own result.
+    @Test func anUpgradeMigratesTheDatabaseAndKeepsRunningJobsResults() async throws {
+        let previous = try #require(ComposeStack.previousVersionFile, "scripts/test-compose builds the previous version's images and sets FERRY_TEST_COMPOSE_UPGRADE_FILE")
+        let project = stack.project + "-upgrade"
+        let settings = ["FERRY_PORT": "\(try LocalSocket.unusedPort())"]
+        defer { Task { _ = try? await stack.compose(["down", "-v", "--remove-orphans"], project: project, settings: settings) } }
+        func schemaVersion() async throws -> Int? {
+            let read = try await stack.withVolumes(
+                ["\(project)_ferry-db:/db"], "python3 -c \"import sqlite3; print(sqlite3.connect('/db/ferry.sqlite').execute('PRAGMA user_version').fetchone()[0])\"",
+                image: "\(project)-processing-unit-1"
+            )
+            return Int(read.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let old = try await stack.compose(["up", "-d", "--wait", "--wait-timeout", "300"], project: project, file: previous, settings: settings)
+        try #require(old.status == 0, "the previous version did not start: \(old.output)")
+        let there = try await Researcher.signUp("compose-upgrade", on: RestoredStack(client: stack.client, backendURL: "http://127.0.0.1:\(settings["FERRY_PORT"]!)", logs: ""))
+        let work = try TemporaryDirectory()
+        let done = try await there.submit(try Bundles.folder("before", files: ["code.py": "open('output/answer.txt', 'w').write('before')\n"], in: work), fileName: "before.zip")
+        #expect(try await there.waitUntilFinished(done.id).status == "succeeded")
+        let long = "import time\ntime.sleep(15)\nopen('output/answer.txt', 'w').write('through the upgrade')\n"
+        let running = try await there.submit(try Bundles.folder("during", files: ["code.py": long], in: work), fileName: "during.zip")
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, try await there.job(running.id).decode(APIJob.self).status != "running" { try await Task.sleep(for: .milliseconds(250)) }
+        #expect(try await there.job(running.id).decode(APIJob.self).status == "running")
+        let before = try await schemaVersion()
+
+        // The upgrade as the README says: build the changed images, then up -d.
+        let built = try await stack.compose(["build", "--quiet"], project: project, settings: settings)
+        try #require(built.status == 0, "building the new images: \(built.output)")
+        let up = try await stack.compose(["up", "-d", "--wait", "--wait-timeout", "300", "--remove-orphans"], project: project, settings: settings)
+        try #require(up.status == 0, "the upgraded stack did not start: \(up.output)")
+
+        let after = try await schemaVersion()
+        #expect(before != nil && after != nil && after! > before!, "the schema version went from \(String(describing: before)) to \(String(describing: after))")
+        #expect(try await there.result(done.id, into: work)["answer.txt"] == "before")
+        let finished = try await Self.waitThroughOutages(there, running.id, seconds: 240)
+        if finished?.status != "succeeded" {
+            let said = try? await stack.compose(["logs", "--no-color", "--tail", "60"], project: project, settings: settings)
+            Issue.record("the job that ran during the upgrade: \(String(describing: finished)); now \(String(decoding: (try? await there.job(running.id).body) ?? [], as: UTF8.self))\nthe services said:\n\(said?.output ?? "")")
+        }
+        #expect(try await there.result(running.id, into: work)["answer.txt"] == "through the upgrade")
+        #expect(try await stack.compose(["down", "-v", "--remove-orphans"], project: project, settings: settings).status == 0)
     }
 
     /// Polls a job until it has finished, also while the Frontend or the Backend is restarting
