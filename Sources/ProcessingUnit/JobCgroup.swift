@@ -24,10 +24,15 @@ struct JobCgroup: Sendable {
         }
         let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         let found = locate(cgroup: cgroup, mountinfo: mountinfo)
+        let mounts = CgroupMount.parse(mountinfo)
         if let memory = found.memory, let pids = found.pids, FileManager.default.fileExists(atPath: memory + "/memory.limit_in_bytes") {
+            for controller in ["memory", "pids"] {
+                if let mount = mounts.first(where: { $0.controllers.contains(controller) }), let error = makeWritable(mount) { return .failure(error) }
+            }
             return probe(.v1(memory: memory, pids: pids))
         }
         if let unified = found.unified, FileManager.default.fileExists(atPath: unified + "/cgroup.controllers") {
+            if let mount = mounts.first(where: \.isUnified), let error = makeWritable(mount) { return .failure(error) }
             return enableV2(parent: unified)
         }
         return .failure(CgroupError("no writable memory and pids cgroup controllers were found"))
@@ -59,6 +64,21 @@ struct JobCgroup: Sendable {
             folder(v1["pids"], in: mounts.first { $0.controllers.contains("pids") }, fallback: "/sys/fs/cgroup/pids"),
             folder(unified, in: mounts.first { $0.isUnified }, fallback: "/sys/fs/cgroup")
         )
+    }
+
+    /// A container that is not privileged gets its cgroups mounted read-only. A unit given
+    /// CAP_SYS_ADMIN (compose's `cap_add`) makes that mount writable, in its own mount namespace
+    /// only (the host's and other containers' mounts stay as they are), before it creates any
+    /// job's group; without the capability it says what to give it.
+    static func makeWritable(_ mount: CgroupMount) -> CgroupError? {
+        guard mount.readOnly else { return nil }
+        let flags = UInt(MS_REMOUNT) | UInt(MS_BIND) | UInt(MS_NOSUID) | UInt(MS_NODEV) | UInt(MS_NOEXEC)
+        guard Glibc.mount("none", mount.mountPoint, nil, flags, nil) == 0 else {
+            return CgroupError(
+                "\(mount.mountPoint) is mounted read-only and cannot be made writable (\(String(cString: strerror(errno)))); in a container, give the unit CAP_SYS_ADMIN (compose: cap_add SYS_ADMIN, as docker-compose.yml does) or run it privileged"
+            )
+        }
+        return nil
     }
 
     /// cgroup v2 allows controllers for child groups only when the parent holds no processes itself,
@@ -194,6 +214,9 @@ struct CgroupMount: Equatable {
     var mountPoint: String
     var controllers: [String]
     var isUnified: Bool
+    /// Mounted read-only (the mount's own options), as Docker mounts a container's cgroups unless
+    /// it is privileged.
+    var readOnly = false
 
     /// The cgroup mounts in a mountinfo text (`ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...]
     /// - FSTYPE SOURCE SUPER-OPTIONS`); the v1 controllers are among the super options.
@@ -206,7 +229,8 @@ struct CgroupMount: Equatable {
             let options = fields[dash + 3].split(separator: ",").map(String.init)
             return CgroupMount(
                 root: unescape(fields[3]), mountPoint: unescape(fields[4]),
-                controllers: type == "cgroup" ? options : [], isUnified: type == "cgroup2"
+                controllers: type == "cgroup" ? options : [], isUnified: type == "cgroup2",
+                readOnly: fields[5].split(separator: ",").contains("ro")
             )
         }
     }

@@ -165,6 +165,30 @@ struct ComposeDriftTests {
         }
     }
 
+    /// No service is privileged: the units get only the capabilities and the seccomp profile of
+    /// their own that sandboxing jobs needs, and every other service runs with Docker's defaults.
+    /// ComposeStackTests show that the units sandbox jobs so (start-up check, limits, hostile jobs).
+    @Test func noServiceIsPrivilegedAndTheUnitsGetOnlyWhatSandboxingNeeds() async throws {
+        let services = try await Self.resolvedServices()
+        for (name, service) in services {
+            #expect(service["privileged"] as? Bool != true, "\(name) is privileged")
+            let target = (service["build"] as? [String: Any])?["target"] as? String
+            let added = Set(service["cap_add"] as? [String] ?? [])
+            guard target == "processing-unit" else {
+                #expect(added.isEmpty && service["security_opt"] == nil, "\(name) gets \(added.sorted()) \(service["security_opt"] ?? "")")
+                continue
+            }
+            #expect(service["cap_drop"] as? [String] == ["ALL"], "\(name) keeps Docker's default capabilities")
+            #expect(added == ["SYS_ADMIN", "SETUID", "SETGID", "SETPCAP", "CHOWN", "FOWNER", "DAC_OVERRIDE", "KILL"], "\(name): \(added.sorted())")
+            let options = (service["security_opt"] as? [String] ?? []).map { $0.replacingOccurrences(of: ":", with: "=") }
+            #expect(!options.contains("seccomp=unconfined") && options.contains("seccomp=./Dockerfiles/unit-seccomp.json"), "\(name): \(options)")
+        }
+        let profile = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.root + "/Dockerfiles/unit-seccomp.json"))) as? [String: Any]
+        let denied = Set(((profile?["syscalls"] as? [[String: Any]])?.first?["names"] as? [String]) ?? [])
+        #expect(denied.isSuperset(of: ["init_module", "kexec_load", "bpf", "ptrace", "keyctl", "open_by_handle_at", "io_uring_setup"]), "\(denied.sorted())")
+        #expect(!denied.contains("pivot_root") && !denied.contains("mount") && !denied.contains("unshare"), "bubblewrap needs pivot_root, mount and unshare")
+    }
+
     /// The example settings hold no usable password: copied unchanged, compose refuses to start and
     /// says which setting to fill in. The operator's .env stays out of git.
     @Test func theExampleSettingsHoldNoPasswordAndDotEnvIsIgnored() async throws {

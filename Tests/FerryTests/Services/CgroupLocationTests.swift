@@ -83,6 +83,18 @@ struct CgroupLocationTests {
         #expect(found.unified == "/sys/fs/cgroup/a")
     }
 
+    /// A container that is not privileged sees its cgroups mounted read-only (the mount's options,
+    /// not the file system's); the unit makes those writable before it creates a job's group.
+    @Test func aReadOnlyCgroupMountIsToldApart() {
+        let mounts = CgroupMount.parse("""
+            615 610 0:31 /docker/abc /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime master:15 - cgroup cgroup rw,memory
+            619 610 0:35 /docker/abc /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime master:19 - cgroup cgroup rw,pids
+            700 690 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate
+            """)
+        #expect(mounts.map(\.readOnly) == [true, false, true])
+        #expect(JobCgroup.makeWritable(mounts[1]) == nil, "a writable mount is left as it is")
+    }
+
     @Test func escapedMountPointsAreRead() {
         let mounts = CgroupMount.parse(#"36 30 0:32 / /sys/fs/cgroup/my\040memory rw - cgroup cgroup rw,memory"#)
         #expect(mounts == [CgroupMount(root: "/", mountPoint: "/sys/fs/cgroup/my memory", controllers: ["rw", "memory"], isUnified: false)])
