@@ -27,12 +27,12 @@ struct JobCgroup: Sendable {
         let mounts = CgroupMount.parse(mountinfo)
         if let memory = found.memory, let pids = found.pids, FileManager.default.fileExists(atPath: memory + "/memory.limit_in_bytes") {
             for controller in ["memory", "pids"] {
-                if let mount = mounts.first(where: { $0.controllers.contains(controller) }), let error = makeWritable(mount) { return .failure(error) }
+                if let mount = mounts.hierarchy(of: controller), let error = makeWritable(mount) { return .failure(error) }
             }
             return probe(.v1(memory: memory, pids: pids))
         }
         if let unified = found.unified, FileManager.default.fileExists(atPath: unified + "/cgroup.controllers") {
-            if let mount = mounts.first(where: \.isUnified), let error = makeWritable(mount) { return .failure(error) }
+            if let mount = mounts.unified, let error = makeWritable(mount) { return .failure(error) }
             return enableV2(parent: unified)
         }
         return .failure(CgroupError("no writable memory and pids cgroup controllers were found"))
@@ -60,9 +60,9 @@ struct JobCgroup: Sendable {
             return mount.folder(of: path)
         }
         return (
-            folder(v1["memory"], in: mounts.first { $0.controllers.contains("memory") }, fallback: "/sys/fs/cgroup/memory"),
-            folder(v1["pids"], in: mounts.first { $0.controllers.contains("pids") }, fallback: "/sys/fs/cgroup/pids"),
-            folder(unified, in: mounts.first { $0.isUnified }, fallback: "/sys/fs/cgroup")
+            folder(v1["memory"], in: mounts.hierarchy(of: "memory"), fallback: "/sys/fs/cgroup/memory"),
+            folder(v1["pids"], in: mounts.hierarchy(of: "pids"), fallback: "/sys/fs/cgroup/pids"),
+            folder(unified, in: mounts.unified, fallback: "/sys/fs/cgroup")
         )
     }
 
@@ -262,4 +262,13 @@ struct CgroupMount: Equatable {
         }
         return result + rest
     }
+}
+
+extension [CgroupMount] {
+    /// The mount of the v1 hierarchy that carries `controller`: where the unit's groups are found
+    /// and, when it is read-only, what the unit makes writable.
+    func hierarchy(of controller: String) -> CgroupMount? { first { $0.controllers.contains(controller) } }
+
+    /// The mount of the unified (v2) hierarchy.
+    var unified: CgroupMount? { first(where: \.isUnified) }
 }
