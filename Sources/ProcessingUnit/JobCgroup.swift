@@ -82,7 +82,8 @@ struct JobCgroup: Sendable {
     }
 
     /// cgroup v2 allows controllers for child groups only when the parent holds no processes itself,
-    /// so the unit first moves into a child group of its own.
+    /// so the unit first moves into a child group of its own, and so does the init that started it
+    /// in a container (tini, PID 1 there, which reaps what killed jobs leave behind).
     private static func enableV2(parent: String) -> Result<Version, CgroupError> {
         let control = parent + "/cgroup.subtree_control"
         let enabled = (try? String(contentsOfFile: control, encoding: .utf8)) ?? ""
@@ -92,8 +93,19 @@ struct JobCgroup: Sendable {
         let own = parent + "/ferry-unit"
         do {
             try FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: true)
+            let ownGroup = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)
+            let initShares = getppid() == 1 && (try? String(contentsOfFile: "/proc/1/cgroup", encoding: .utf8)) == ownGroup
             try write("\(getpid())", to: own + "/cgroup.procs")
-            try write("+memory +pids", to: control)
+            if initShares { try write("1", to: own + "/cgroup.procs") }
+            // A process that joins the parent meanwhile (a health check's) is gone a moment later.
+            for attempt in 1...50 {
+                do {
+                    try write("+memory +pids", to: control)
+                    break
+                } catch where attempt < 50 {
+                    usleep(100_000)
+                }
+            }
         } catch {
             return .failure(CgroupError("cannot enable the memory and pids controllers in \(parent): \(error)"))
         }

@@ -42,6 +42,26 @@ final class ComposeStack: PublicAPI {
         )
     }
 
+    /// A shell command in a service's container (as root, with the container's capabilities).
+    func shell(in service: String, _ command: String) async throws -> String {
+        let outcome = try await compose(["exec", "-T", service, "sh", "-c", command])
+        try #require(outcome.status == 0, "\(service): `\(command)` failed: \(outcome.output)")
+        return outcome.output
+    }
+
+    /// Every process in a unit's container that runs as ferry-job, zombies included, with its state
+    /// and command line: once the jobs are over there must be none. A job's processes may hide their
+    /// environment and command line, but not their owner.
+    func jobProcesses(in unit: String) async throws -> [String] {
+        let output = try await shell(in: unit, """
+            uid=$(id -u ferry-job)
+            for p in /proc/[0-9]*; do
+              awk -v u="$uid" -v p="$p" '/^State:/ { s = $2 } /^Uid:/ && $2 == u { found = 1 } END { if (found) print p, s }' "$p/status" 2>/dev/null
+            done; true
+            """)
+        return output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
     /// The previous version's compose file, whose images scripts/test-compose built for the upgrade
     /// test (FERRY_TEST_COMPOSE_UPGRADE_FILE).
     static var previousVersionFile: String? { ProcessInfo.processInfo.environment["FERRY_TEST_COMPOSE_UPGRADE_FILE"] }
@@ -370,11 +390,18 @@ struct ComposeStackTests {
         let manifest = try await stack.compose(["exec", "-T", "backend", "cat", "/var/lib/ferry/data/jobs/\(hogged.id)/manifest.json"])
         #expect(manifest.output.contains("peakMemoryBytes"), "\(manifest.output)")
         let bombed = try await bomb
-        #expect(["killed", "failed"].contains(bombed.status), "\(bombed)")
+        // A fork bomb ends at whichever limit it reaches first: its forks refused (failed), memory
+        // (killed) or time (timed_out, when the init reaps its dead children fast enough).
+        #expect(["killed", "failed", "timed_out"].contains(bombed.status), "\(bombed)")
         let filled = try await filler
         #expect(filled.status == "killed" && filled.reason?.contains("output size") == true, "\(filled)")
         for job in [looped, hogged, bombed, filled, called] {
             #expect(Stack.processes(of: job.id).isEmpty, "\(job.id) left processes running")
+        }
+        // Nor a zombie: a killed sandbox's processes go to the container's PID 1, which must reap them.
+        for unit in ["processing-unit-1", "processing-unit-2"] {
+            let left = try await stack.jobProcesses(in: unit)
+            #expect(left.isEmpty, "\(unit) still holds job processes: \(left)")
         }
     }
 
