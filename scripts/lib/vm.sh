@@ -109,7 +109,6 @@ mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 hostname ferry-vm
 say() { echo "ferry-vm: $* (at $(cut -d' ' -f1 /proc/uptime) s)"; }
-say "cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 modprobe -a virtio_net overlay bridge veth br_netfilter nf_tables nft_compat nft_chain_nat xt_conntrack xt_MASQUERADE xt_addrtype iptable_nat iptable_filter 2>&1
 ip link set lo up
 ip link set eth0 up
@@ -118,7 +117,7 @@ ip route add default via 10.0.2.2
 dockerd --data-root /var/lib/docker -H unix:///run/docker.sock > /var/log/dockerd.log 2>&1 &
 for _ in $(seq 1 300); do docker info > /dev/null 2>&1 && break; sleep 1; done
 docker info > /dev/null 2>&1 || { say "dockerd did not start"; tail -n 30 /var/log/dockerd.log; poweroff -f; }
-say "engine ready"
+say "engine ready on cgroup2 with $(cat /sys/fs/cgroup/cgroup.controllers)"
 docker image ls --format '{{.Repository}}:{{.Tag}}' | sed 's/^/ferry-vm: image /'
 # -t: after the client closes its side (docker exec without input), the engine's answer still comes.
 socat -t 600 TCP-LISTEN:2375,fork,reuseaddr UNIX-CONNECT:/run/docker.sock &
