@@ -10,6 +10,7 @@
 # Use "$DOCKER": Debian's CLI, which builds with BuildKit (another docker on PATH may not).
 
 DOCKER=/usr/bin/docker
+source "$(dirname "${BASH_SOURCE[0]}")/process.sh"
 
 # docker_lacks_sys_resource: true on machines whose capability bounding set lacks CAP_SYS_RESOURCE
 # (some VMs): runc then cannot start a privileged container, which asks for every capability.
@@ -80,27 +81,12 @@ docker_start() {
   dockerd --config-file "$dir/daemon.json" --data-root "$dir/data" --exec-root "$dir/exec" \
     -H "unix://$dir/docker.sock" --pidfile "$dir/docker.pid" > "$dir/dockerd.log" 2>&1 < /dev/null &
   export DOCKER_HOST="unix://$dir/docker.sock" DOCKER_CONFIG="$dir/config"
-  local waited=0
-  until "$DOCKER" info > /dev/null 2>&1; do
-    waited=$((waited + 1))
-    if [ "$waited" -gt 60 ]; then
-      echo "docker: dockerd did not answer within 30 s; its log:" >&2
-      tail -n 20 "$dir/dockerd.log" >&2
-      return 1
-    fi
-    sleep 0.5
-  done
+  process_wait_until "docker: dockerd" "$dir/dockerd.log" 30 "$DOCKER" info
   "$DOCKER" compose version > /dev/null
 }
 
 docker_stop() {
-  local dir=$1 pid
+  local dir=$1
   [ -f "$dir/docker.pid" ] || return 0
-  pid=$(cat "$dir/docker.pid")
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.5
-  done
-  kill -9 "$pid" 2>/dev/null || true
+  process_stop "$(cat "$dir/docker.pid")"
 }

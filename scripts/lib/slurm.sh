@@ -11,28 +11,19 @@
 #
 # Needs: slurm-wlm slurmdbd munge mariadb-server (scripts/lib/install.sh installs them).
 
+source "$(dirname "${BASH_SOURCE[0]}")/process.sh"
+
 SLURM_CLUSTER=ferry-test
 
-slurm_free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-slurm_wait() {
-  local what=$1 log=$2 check=$3 waited=0
-  until eval "$check" > /dev/null 2>&1; do
-    waited=$((waited + 1))
-    if [ "$waited" -gt 120 ]; then
-      echo "slurm: $what did not start within 60 s; its log:" >&2
-      tail -n 20 "$log" >&2
-      return 1
-    fi
-    sleep 0.5
-  done
-}
+# What each daemon's start is checked with (SLURM_CONF names the cluster).
+slurm_controller_up() { scontrol ping | grep -q UP; }
+slurm_node_up() { sinfo -h -N -o %t | grep -Eq '^(idle|mix|alloc)'; }
 
 slurm_start() {
   local dir=$1 db_port dbd_port ctld_port d_port memory cpus password
   rm -rf "$dir" && mkdir -p "$dir"/{munge,mysql,state,spool,log,run}
   chmod 700 "$dir/munge"
-  db_port=$(slurm_free_port); dbd_port=$(slurm_free_port); ctld_port=$(slurm_free_port); d_port=$(slurm_free_port)
+  db_port=$(free_port); dbd_port=$(free_port); ctld_port=$(free_port); d_port=$(free_port)
   password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
   # munge: a fresh key, its own socket; as root (--force), since every Slurm daemon here runs as root.
@@ -40,7 +31,7 @@ slurm_start() {
   chmod 400 "$dir/munge/munge.key"
   munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/socket" \
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed"
-  slurm_wait munged "$dir/log/munged.log" "munge --socket='$dir/munge/socket' -n"
+  process_wait_until "slurm: munged" "$dir/log/munged.log" 60 munge --socket="$dir/munge/socket" -n
 
   # MariaDB for slurmdbd: its own data folder and port, on loopback only.
   mariadb-install-db --datadir="$dir/mysql" --user=root --auth-root-authentication-method=normal > "$dir/log/mysql-install.log" 2>&1 \
@@ -48,7 +39,7 @@ slurm_start() {
   mariadbd --no-defaults --datadir="$dir/mysql" --user=root --bind-address=127.0.0.1 --port="$db_port" \
     --socket="$dir/run/mysql.sock" --pid-file="$dir/run/mysql.pid" --log-error="$dir/log/mysql.log" \
     --innodb-buffer-pool-size=64M > /dev/null 2>&1 < /dev/null &
-  slurm_wait MariaDB "$dir/log/mysql.log" "mariadb --no-defaults --socket='$dir/run/mysql.sock' -uroot -e 'select 1'"
+  process_wait_until "slurm: MariaDB" "$dir/log/mysql.log" 60 mariadb --no-defaults --socket="$dir/run/mysql.sock" -uroot -e 'select 1'
   mariadb --no-defaults --socket="$dir/run/mysql.sock" -uroot -e \
     "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$password'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
 
@@ -115,24 +106,20 @@ CONF
 
   # slurmdbd reads slurmdbd.conf beside SLURM_CONF.
   slurmdbd -D > "$dir/log/slurmdbd.out" 2>&1 < /dev/null &
-  slurm_wait slurmdbd "$dir/log/slurmdbd.log" "sacctmgr -n list cluster"
+  process_wait_until "slurm: slurmdbd" "$dir/log/slurmdbd.log" 60 sacctmgr -n list cluster
   sacctmgr -i add cluster "$SLURM_CLUSTER" > /dev/null
   slurmctld -D -f "$dir/slurm.conf" > "$dir/log/slurmctld.out" 2>&1 < /dev/null &
-  slurm_wait slurmctld "$dir/log/slurmctld.log" "scontrol ping | grep -q UP"
+  process_wait_until "slurm: slurmctld" "$dir/log/slurmctld.log" 60 slurm_controller_up
   slurmd -D -N ferry-node -f "$dir/slurm.conf" > "$dir/log/slurmd.out" 2>&1 < /dev/null &
-  slurm_wait slurmd "$dir/log/slurmd.log" "sinfo -h -N -o %t | grep -Eq '^(idle|mix|alloc)'"
+  process_wait_until "slurm: slurmd" "$dir/log/slurmd.log" 60 slurm_node_up
   export FERRY_TEST_SLURM_PARTITION=ferry
   echo "slurm: cluster $SLURM_CLUSTER up ($(sinfo -h -o '%P %D nodes %c cpus %m MB'), SLURM_CONF=$SLURM_CONF)"
 }
 
 slurm_stop() {
-  local dir=$1 pidfile pid
-  for pidfile in slurmd slurmctld slurmdbd mysql; do
-    [ -f "$dir/run/$pidfile.pid" ] || continue
-    pid=$(cat "$dir/run/$pidfile.pid")
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$pid" 2>/dev/null || true
+  local dir=$1 daemon
+  for daemon in slurmd slurmctld slurmdbd mysql; do
+    [ -f "$dir/run/$daemon.pid" ] && process_stop "$(cat "$dir/run/$daemon.pid")" 10
   done
   [ -f "$dir/munge/munged.pid" ] && kill "$(cat "$dir/munge/munged.pid")" 2>/dev/null || true
 }

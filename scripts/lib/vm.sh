@@ -17,6 +17,8 @@
 #
 # The guest's engine listens only inside the VM; qemu forwards it to 127.0.0.1 of this machine.
 
+source "$(dirname "${BASH_SOURCE[0]}")/process.sh"
+
 vm_kernel() {
   local cache=$1 package version folder
   package=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
@@ -136,47 +138,27 @@ SH
 # IMAGES in it, loaded here by a second dockerd of the same version: loading them in the guest,
 # under emulation, takes several minutes. That engine has no network and no containers.
 vm_load_images() {
-  local dir=$1 data=$2 socket="$1/load.sock" waited=0
+  local dir=$1 data=$2 socket="$1/load.sock"
   shift 2
   mkdir -p "$data" "$dir/load-exec"
   echo '{}' > "$dir/load.json"
   # Its own network namespace: it touches none of this machine's interfaces (the other engine's docker0).
   unshare --net dockerd --config-file "$dir/load.json" --data-root "$data" --exec-root "$dir/load-exec" -H "unix://$socket" \
     --pidfile "$dir/load.pid" --bridge=none --iptables=false --ip6tables=false > "$dir/load.log" 2>&1 < /dev/null &
-  until DOCKER_HOST="unix://$socket" "$DOCKER" info > /dev/null 2>&1; do
-    waited=$((waited + 1))
-    if [ "$waited" -gt 60 ]; then
-      echo "vm: the loading engine did not start; its log:" >&2
-      tail -n 20 "$dir/load.log" >&2
-      return 1
-    fi
-    sleep 0.5
-  done
+  process_wait_until "vm: the loading engine" "$dir/load.log" 30 env DOCKER_HOST="unix://$socket" "$DOCKER" info
   "$DOCKER" save "$@" | DOCKER_HOST="unix://$socket" "$DOCKER" load -q | sed 's/^/vm: /'
-  vm_stop_pid "$(cat "$dir/load.pid")"
+  process_stop "$(cat "$dir/load.pid")"
   # What the engine keeps only while it runs.
   rm -rf "$dir/load-exec" "$dir/load.sock" "$data/network" "$data/containerd"
 }
 
-vm_stop_pid() {
-  local pid=$1
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.5
-  done
-  kill -9 "$pid" 2>/dev/null || true
-}
-
-vm_free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 vm_start() {
   local dir=$1 forwards="" guest port docker_port waited=0
   shift
-  docker_port=$(vm_free_port)
+  docker_port=$(free_port)
   forwards="hostfwd=tcp:127.0.0.1:$docker_port-:2375"
   for guest in "$@"; do
-    port=$(vm_free_port)
+    port=$(free_port)
     forwards="$forwards,hostfwd=tcp:127.0.0.1:$port-:$guest"
     export "VM_PORT_$guest=$port"
   done
@@ -203,13 +185,7 @@ vm_start() {
 }
 
 vm_stop() {
-  local dir=$1 pid
+  local dir=$1
   [ -f "$dir/qemu.pid" ] || return 0
-  pid=$(cat "$dir/qemu.pid")
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 20); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.5
-  done
-  kill -9 "$pid" 2>/dev/null || true
+  process_stop "$(cat "$dir/qemu.pid")" 10
 }
