@@ -171,7 +171,7 @@ vm_start() {
     -netdev "user,id=net0,$forwards" -device virtio-net-pci,netdev=net0 \
     -serial "file:$dir/console.log" -monitor none -display none \
     -pidfile "$dir/qemu.pid" > "$dir/qemu.log" 2>&1 < /dev/null &
-  until grep -q "^ferry-vm: listening" "$dir/console.log" 2>/dev/null; do
+  until grep -aq "ferry-vm: listening" "$dir/console.log" 2>/dev/null; do
     waited=$((waited + 1))
     if [ "$waited" -gt 900 ] || ! kill -0 "$(cat "$dir/qemu.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
       echo "vm: the engine in the VM did not come up; its console:" >&2
@@ -180,7 +180,7 @@ vm_start() {
     fi
     sleep 1
   done
-  grep "^ferry-vm:" "$dir/console.log" | sed 's/^/vm: /'
+  grep -ao "ferry-vm: .*" "$dir/console.log" | sed 's/^/vm: /'
   export VM_DOCKER_HOST="tcp://127.0.0.1:$docker_port"
 }
 
