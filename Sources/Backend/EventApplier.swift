@@ -35,7 +35,15 @@ struct EventApplier: Service {
         } catch {
             throw DeliveryFailure.transient("the database did not take the event: \(error)")
         }
-        if let moved { BackendMetrics.jobMoved(to: event.status, times: moved) }
+        if let moved {
+            BackendMetrics.jobMoved(to: event.status, times: moved)
+        } else {
+            do {
+                try await store.restate(event.jobID, status: event.status, reason: event.reason)
+            } catch {
+                throw DeliveryFailure.transient("the database did not take the event: \(error)")
+            }
+        }
         logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved != nil)"])
     }
 }

@@ -72,17 +72,32 @@ extension JobStore {
         let rows = try await connection.query(
             """
             UPDATE jobs SET status = ?, status_at = ?, unit = COALESCE(?, unit),
-                exit_code = COALESCE(?, exit_code), reason = COALESCE(?, reason), result_bytes = COALESCE(?, result_bytes),
+                exit_code = COALESCE(?, exit_code), reason = CASE WHEN ? THEN COALESCE(?, reason) ELSE ? END, result_bytes = COALESCE(?, result_bytes),
                 started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,
                 finished_at = CASE WHEN ? THEN ? ELSE finished_at END
             WHERE id = ? AND status IN (\(placeholders)) RETURNING submitted_at, started_at, finished_at
             """,
             [.text(status.rawValue), time, unit.map(SQLiteData.text) ?? .null, exitCode.map { .integer(Int($0)) } ?? .null,
-             reason.map(SQLiteData.text) ?? .null, resultBytes.map { .integer(Int($0)) } ?? .null,
+             // A final status keeps what was said before when it says nothing itself; any other status
+             // says why the job is where it is now, or nothing (a cluster's reason to wait ends with the wait).
+             .integer(status.isFinal ? 1 : 0), reason.map(SQLiteData.text) ?? .null, reason.map(SQLiteData.text) ?? .null,
+             resultBytes.map { .integer(Int($0)) } ?? .null,
              .integer(status == .running ? 1 : 0), time, .integer(status.isFinal ? 1 : 0), time,
              .text(id)] + predecessors.map(SQLiteData.text)
         )
         return rows.first.flatMap(Self.times)
+    }
+
+    /// A new reason for the status the job is in (a job waiting in a cluster's queue, with the
+    /// cluster's reason, which changes while it waits); a finished job keeps its reason.
+    @discardableResult
+    func restate(_ id: String, status: JobStatus, reason: String?) async throws -> Bool {
+        guard !status.isFinal else { return false }
+        let rows = try await connection.query(
+            "UPDATE jobs SET reason = ? WHERE id = ? AND status = ? AND reason IS NOT ? RETURNING id",
+            [reason.map(SQLiteData.text) ?? .null, .text(id), .text(status.rawValue), reason.map(SQLiteData.text) ?? .null]
+        )
+        return !rows.isEmpty
     }
 
     private static func times(_ row: SQLiteRow) -> Times? {

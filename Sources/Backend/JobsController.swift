@@ -122,7 +122,7 @@ struct JobsController {
         )
         do {
             try await queue.enqueue(message)
-            if try await store.advance(job.id, to: .queued, at: Date()) { answered.status = .queued }
+            if try await store.advance(job.id, to: .queued, at: Date(), from: [.submitted]) { answered.status = .queued }
         } catch {
             logger.warning("job stays submitted until the Producer takes it", metadata: [LogKeys.jobID: "\(job.id)", "error": "\(error)"])
         }

@@ -58,7 +58,10 @@ struct WaitingController {
             let waited = Date().timeIntervalSince(job.submittedAt)
             var message: String?
             let free = dataDirectory.map { VolumeMeter.space(of: $0).free }
-            if let notice = service.notice {
+            if job.status == .queued, let reason = job.reason {
+                // Waiting in a cluster's queue, with the cluster's reason (the Slurm executor).
+                message = reason
+            } else if let notice = service.notice {
                 message = notice
             } else if let free, free < minFreeBytes {
                 message = "Ferry's shared storage is nearly full (\(free >> 20) MiB free), so no new job starts until there is room; your job waits and is not lost. Ferry's operators see it on the admin page."

@@ -94,17 +94,18 @@ struct JobDispatcher: Service {
     /// Starts the run on the unit and publishes each status it reaches until a final one.
     private func follow(_ message: JobMessage, logger: Logger) async throws {
         var state = try await http.json("POST", unitURL + "/internal/v1/runs", body: message, headers: [token.header], timeout: .seconds(30)).decode(RunState.self)
-        var published: JobStatus?
+        var published: (status: JobStatus, reason: String?)?
         while true {
             if state.retryable == true {
                 throw RetryableRunFailure(reason: state.reason ?? "the unit failed")
             }
-            if state.status != published {
+            // A new status, or a new reason for the same one (why the job waits in a cluster's queue).
+            if state.status != published?.status || state.reason != published?.reason {
                 try await publish(state)
-                published = state.status
+                published = (state.status, state.reason)
             }
             if state.status.isFinal { return }
-            let url = unitURL + "/internal/v1/runs/\(message.jobID)?after=\(state.status.rawValue)&wait=25"
+            let url = unitURL + "/internal/v1/runs/\(message.jobID)?after=\(state.status.rawValue)&revision=\(state.revision ?? 0)&wait=25"
             state = try await http.json("GET", url, headers: [token.header], timeout: .seconds(40)).decode(RunState.self)
         }
     }

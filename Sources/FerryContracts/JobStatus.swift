@@ -32,9 +32,12 @@ public enum JobStatus: String, Codable, Sendable, CaseIterable {
 
     /// Whether a job in this status may move to `next`. Final statuses accept nothing, so a late or
     /// duplicated event can never move a finished job back; cancellation and infrastructure errors
-    /// may end a job from any unfinished status.
+    /// may end a job from any unfinished status. The one step back: a job whose environment was
+    /// prepared is `queued` again while it waits in a cluster's queue (the Slurm executor), and
+    /// `running` once the cluster starts it; a job that ran never waits again.
     public func canMove(to next: JobStatus) -> Bool {
         guard !isFinal else { return false }
+        if self == .preparing && next == .queued { return true }
         return next.order > order
     }
 }

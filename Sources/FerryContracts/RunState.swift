@@ -13,6 +13,9 @@ public struct RunState: Codable, Sendable, Equatable {
     /// read): the Consumer hands the job back to the queue instead of reporting it, so it is retried
     /// up to the queue's delivery limit and only then ends `error`.
     public var retryable: Bool?
+    /// Counts the changes of the run on its unit, so that a long poll also sees a change that keeps
+    /// the status (a new reason why a job waits in a cluster's queue).
+    public var revision: Int?
 
     public init(
         jobID: String, status: JobStatus, exitCode: Int32? = nil, reason: String? = nil, resultBytes: Int64? = nil, startedAt: Date? = nil,

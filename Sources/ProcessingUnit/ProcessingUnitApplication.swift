@@ -160,9 +160,10 @@ func buildProcessingUnitRouter(
         var state = await registry.state(of: id)
         if let after = request.uri.queryParameters.get("after").flatMap(JobStatus.init(rawValue:)) {
             let wait = min(request.uri.queryParameters.get("wait", as: Int.self) ?? 25, 60)
+            let revision = request.uri.queryParameters.get("revision", as: Int.self)
             // On SIGTERM the HTTP server waits for requests in flight: a long poll ends at once then.
             state = await withGracefulShutdownHandler {
-                await registry.wait(for: id, changingFrom: after, timeout: .seconds(wait))
+                await registry.wait(for: id, changingFrom: after, revision: revision, timeout: .seconds(wait))
             } onGracefulShutdown: {
                 Task { await registry.shutDown() }
             }

@@ -30,8 +30,10 @@ actor RunRegistry {
     var running: Int { runs.values.filter { !$0.status.isFinal }.count }
 
     func update(_ jobID: String, _ change: (inout RunState) -> Void) {
-        guard var state = runs[jobID] else { return }
+        guard let old = runs[jobID] else { return }
+        var state = old
         change(&state)
+        state.revision = (old.revision ?? 0) + 1
         runs[jobID] = state
         for waiter in waiters.removeValue(forKey: jobID) ?? [] { waiter.resume() }
     }
@@ -46,9 +48,12 @@ actor RunRegistry {
         return started
     }
 
-    /// Returns once the run's status differs from `status`, or after `timeout`.
-    func wait(for jobID: String, changingFrom status: JobStatus, timeout: Duration) async -> RunState? {
-        guard shutdownStarted == nil, let current = runs[jobID], current.status == status else { return runs[jobID] }
+    /// Returns once the run's status differs from `status` (or, given `revision`, once the run changed
+    /// after it), or after `timeout`.
+    func wait(for jobID: String, changingFrom status: JobStatus, revision: Int? = nil, timeout: Duration) async -> RunState? {
+        guard shutdownStarted == nil, let current = runs[jobID], current.status == status, revision.map({ (current.revision ?? 0) <= $0 }) ?? true else {
+            return runs[jobID]
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.suspend(jobID) }
             group.addTask { try? await Task.sleep(for: timeout) }

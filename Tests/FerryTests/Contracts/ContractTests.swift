@@ -27,6 +27,9 @@ struct ContractTests {
         #expect(!JobStatus.running.canMove(to: .preparing))  // a late "preparing" after "running"
         #expect(!JobStatus.running.canMove(to: .running))    // a duplicate
         #expect(!JobStatus.queued.canMove(to: .submitted))
+        // The one step back: prepared, then waiting in a cluster's queue; never once it ran.
+        #expect(JobStatus.preparing.canMove(to: .queued))
+        #expect(!JobStatus.running.canMove(to: .queued))
     }
 
     @Test func messagesSurviveJSONRoundTrips() throws {

@@ -57,6 +57,42 @@ struct WaitingTests {
         }
     }
 
+    /// A job whose environment is ready waits again in a cluster's queue (the Slurm executor): it is
+    /// `queued` with the cluster's reason, which follows the cluster's word while it waits, and goes
+    /// once it runs; a finished or running job never goes back to waiting.
+    @Test func aJobWaitingInTheClustersQueueSaysWhy() async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let dana = try await client.account("dana")
+            let job = try await BackendSessionTests.upload(client, token: dana)
+            let store = fixture.store
+            #expect(try await store.advance(job.id, to: .preparing, at: Date()))
+            let priority = "Waiting in the cluster's queue: jobs with a higher priority are ahead of it (Slurm: Priority)."
+            #expect(try await store.move(job.id, to: .queued, at: Date(), reason: priority) != nil)
+            // The same status with a new reason: the reason follows the cluster; the history keeps one entry.
+            let resources = "Waiting in the cluster's queue: the nodes it needs are busy (Slurm: Resources)."
+            #expect(try await store.move(job.id, to: .queued, at: Date(), reason: resources) == nil)
+            #expect(try await store.restate(job.id, status: .queued, reason: resources))
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)", method: .get, headers: [.authorization: "Bearer \(dana)"]) { response in
+                let seen = try JSONDecoder.ferry().decode(Job.self, from: response.body)
+                #expect(seen.status == .queued && seen.reason == resources, "\(seen)")
+            }
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/waiting", method: .get, headers: [.authorization: "Bearer \(dana)"]) { response in
+                let waiting = try JSONDecoder.ferry().decode(WaitingController.Waiting.self, from: response.body)
+                #expect(waiting.message == resources)
+            }
+            // Running: the wait is over and its reason with it; nothing moves it back.
+            #expect(try await store.advance(job.id, to: .running, at: Date()))
+            #expect(try await !store.advance(job.id, to: .queued, at: Date(), reason: priority))
+            #expect(try await !store.restate(job.id, status: .queued, reason: priority))
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)", method: .get, headers: [.authorization: "Bearer \(dana)"]) { response in
+                let running = try JSONDecoder.ferry().decode(Job.self, from: response.body)
+                #expect(running.status == .running && running.reason == nil, "\(running)")
+            }
+            let history = try await store.history(of: job.id).map(\.status)
+            #expect(history == [.submitted, .queued, .preparing, .queued, .running], "\(history)")
+        }
+    }
+
     @Test func theAdminPageNamesTheUnitsThatAreDown() async throws {
         let directory = try TemporaryDirectory()
         let store = try await JobStore.open(path: directory.file("ferry.sqlite"), logger: Logger(label: "test"))
