@@ -100,4 +100,15 @@ public enum ConfigurationKeys {
     public static let unitSandbox = "unit.sandbox"
     public static let unitSandboxRoot = "unit.sandbox-root"
     public static let unitShutdownGrace = "unit.shutdown-grace"
+    public static let unitExecutor = "unit.executor"
+
+    // MARK: The Slurm executor (ProcessingUnit) (each explained in the README's configuration table)
+
+    public static let slurmAccount = "slurm.account"
+    public static let slurmCPUs = "slurm.cpus"
+    public static let slurmPartition = "slurm.partition"
+    public static let slurmPollSeconds = "slurm.poll-seconds"
+    public static let slurmQOS = "slurm.qos"
+    public static let slurmRetries = "slurm.retries"
+    public static let slurmSandbox = "slurm.sandbox"
 }

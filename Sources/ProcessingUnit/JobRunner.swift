@@ -17,6 +17,8 @@ struct JobRunner: Sendable {
     let environments: EnvironmentCache
     let registry: RunRegistry
     let logger: Logger
+    /// Where code.py runs when not on this machine (`unit.executor=slurm`).
+    var cluster: ClusterExecutor?
 
     func run(_ message: JobMessage) async {
         let jobDirectory = settings.jobs + "/" + message.jobID
@@ -87,6 +89,12 @@ struct JobRunner: Sendable {
         let bundle = settings.dataDirectory + "/" + message.bundlePath
         let stdout = jobDirectory + "/stdout.log", stderr = jobDirectory + "/stderr.log"
 
+        // A job already handed to the cluster (before this unit restarted) is followed there and
+        // adopted, never submitted again.
+        if let cluster, let record = await BlockingWork.run({ ClusterRecord.read(in: jobDirectory) }) {
+            return try await followOnCluster(record, cluster: cluster, manifest: &manifest, logger: logger)
+        }
+
         // A job canceled while it waited in the queue never starts.
         if await isCanceled(message.jobID) { return Self.canceled(message.jobID, whileRunning: false) }
 
@@ -117,6 +125,9 @@ struct JobRunner: Sendable {
         } else {
             logger.warning("job runs WITHOUT a sandbox (unit.sandbox=none): as Ferry's own user, with network and access to Ferry's files")
         }
+        if let cluster {
+            return try await runOnCluster(message, cluster: cluster, work: work, project: project, environment: environment, manifest: &manifest, logger: logger)
+        }
         let memoryBytes = UInt64(message.limits.memoryLimitMiB) << 20
         let cgroup = try sandbox.cgroups.map {
             try JobCgroup(version: $0, name: "ferry-job-" + message.jobID, memoryBytes: memoryBytes, processes: sandbox.settings.maxProcesses)
@@ -138,7 +149,7 @@ struct JobRunner: Sendable {
 
     /// A fresh work folder (a redelivered job starts over) holding the checked bundle's files, and
     /// empty logs; what the bundle holds is checked again here, as the Backend did on upload.
-    private func unpack(_ bundle: String, uploadName: String, into work: String, logs: (stdout: String, stderr: String)) async throws -> BundleReport {
+    func unpack(_ bundle: String, uploadName: String, into work: String, logs: (stdout: String, stderr: String)) async throws -> BundleReport {
         try await BlockingWork.run { Result { try FileTree.remove(work) } }.get()
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: logs.stdout, contents: nil)
@@ -219,76 +230,99 @@ struct JobRunner: Sendable {
             overOutput = await BlockingWork.run { watcher.measure() }.exceeded(outputLimits)
         }
 
-        // The result: output/ as it is, whatever the outcome, so partial output is kept, up to the
-        // output limits. Only an output folder that really is inside the work folder counts (the job
-        // may have replaced it with a symbolic link to elsewhere); inside it, links and special files
-        // are skipped and nothing is ever followed.
-        let result = settings.results + "/" + message.jobID + ".zip"
-        var resultBytes: Int64?
-        if !FileManager.default.fileExists(atPath: result) {  // a finished result is never overwritten
-            try FileManager.default.createDirectory(atPath: settings.results, withIntermediateDirectories: true)
-            let output = Self.contained(project + "/output", in: work) ?? NSTemporaryDirectory() + "ferry-empty-\(message.jobID)"
-            let archiveLimits = ZipArchiveLimits(maxEntries: outputLimits.files, maxDepth: outputLimits.depth)
-            let archived = await BlockingWork.run {
-                Result {
-                    try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                    return try ZipWriter.archive(folder: output, to: result, limits: archiveLimits)
-                }
-            }
-            switch archived {
-            case .success(let summary):
-                resultBytes = Int64(summary.archiveBytes)
-            case .failure(let error) where overOutput != nil:
-                // The job's own excess: it ends killed for its output, without a result.
-                logger.warning("the output of a job over its limits could not be zipped", metadata: ["error": "\(error)"])
-            case .failure(let error):
-                throw error
-            }
-        } else {
-            resultBytes = (try? FileManager.default.attributesOfItem(atPath: result)[.size] as? NSNumber)??.int64Value
-        }
+        let resultBytes = try await archiveResult(of: message.jobID, project: project, work: work, overOutput: overOutput, limits: outputLimits, logger: logger)
+        let signal = outcome.signal ?? (sandbox.settings.mode == .bubblewrap && outcome.exitCode > 128 ? outcome.exitCode - 128 : nil)
+        let ending = RunEnding(
+            exitCode: outcome.exitCode, signal: signal, timedOut: outcome.timedOut, outOfMemory: outOfMemory, stopReason: watcher.stopReason,
+            overOutput: overOutput, overCPU: signal == SIGXCPU || (measuresCPU && outcome.cpuSeconds >= Double(limits.cpuSeconds))
+        )
+        return finalState(of: message, ending: ending, resultBytes: resultBytes, startedAt: startedAt, cpuSeconds: limits.cpuSeconds)
+    }
 
+    /// The result: output/ as it is, whatever the outcome, so partial output is kept, up to the
+    /// output limits. Only an output folder that really is inside the work folder counts (the job
+    /// may have replaced it with a symbolic link to elsewhere); inside it, links and special files
+    /// are skipped and nothing is ever followed. Answers the result's size, nil when there is none.
+    func archiveResult(of jobID: String, project: String, work: String, overOutput: OutputLimits.Exceeded?, limits: OutputLimits, logger: Logger) async throws -> Int64? {
+        let result = settings.results + "/" + jobID + ".zip"
+        guard !FileManager.default.fileExists(atPath: result) else {  // a finished result is never overwritten
+            return (try? FileManager.default.attributesOfItem(atPath: result)[.size] as? NSNumber)??.int64Value
+        }
+        try FileManager.default.createDirectory(atPath: settings.results, withIntermediateDirectories: true)
+        let output = Self.contained(project + "/output", in: work) ?? NSTemporaryDirectory() + "ferry-empty-\(jobID)"
+        let archiveLimits = ZipArchiveLimits(maxEntries: limits.files, maxDepth: limits.depth)
+        let archived = await BlockingWork.run {
+            Result {
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                return try ZipWriter.archive(folder: output, to: result, limits: archiveLimits)
+            }
+        }
+        switch archived {
+        case .success(let summary):
+            return Int64(summary.archiveBytes)
+        case .failure(let error) where overOutput != nil:
+            // The job's own excess: it ends killed for its output, without a result.
+            logger.warning("the output of a job over its limits could not be zipped", metadata: ["error": "\(error)"])
+            return nil
+        case .failure(let error):
+            throw error
+        }
+    }
+
+    /// How code.py's run ended, wherever it ran (on the unit, or on a cluster's node).
+    struct RunEnding {
+        var exitCode: Int32
+        /// The signal that ended code.py, if one did.
+        var signal: Int32?
+        var timedOut: Bool
+        var outOfMemory: Bool
+        var stopReason: RunWatcher.StopReason?
+        var overOutput: OutputLimits.Exceeded?
+        var overCPU: Bool
+    }
+
+    /// The job's final state from how its run ended: the first of canceled, timed out, a limit, a
+    /// signal, a non-zero exit; succeeded otherwise.
+    func finalState(of message: JobMessage, ending: RunEnding, resultBytes: Int64?, startedAt: Date?, cpuSeconds: Int) -> RunState {
         var state = RunState(jobID: message.jobID, status: .succeeded, resultBytes: resultBytes, startedAt: startedAt, finishedAt: Date())
         let outputLimit = "\(sandbox.settings.maxOutputBytes >> 20) MiB"
-        let signal = outcome.signal ?? (sandbox.settings.mode == .bubblewrap && outcome.exitCode > 128 ? outcome.exitCode - 128 : nil)
-        if watcher.stopReason == .canceled {
+        if ending.stopReason == .canceled {
             state = Self.canceled(message.jobID, whileRunning: true)
             state.resultBytes = resultBytes
             state.startedAt = startedAt
-        } else if outcome.timedOut {
+        } else if ending.timedOut {
             state.status = .timedOut
             state.reason = "The job ran longer than its time limit of \(message.limits.timeLimitSeconds) s and was stopped."
-        } else if outOfMemory {
+        } else if ending.outOfMemory {
             state.status = .killed
             state.reason = "The job used more memory than its limit of \(message.limits.memoryLimitMiB) MiB and was stopped. Ask for a higher memoryLimit or use less memory."
-        } else if let overOutput {
+        } else if let overOutput = ending.overOutput {
             state.status = .killed
             state.reason = switch overOutput {
             case .bytes: "The job wrote more than the output size limit of \(outputLimit) (files and logs together, or one file) and was stopped."
-            case .files: "The job created more than \(outputLimits.files) files and folders, the output limit, and was stopped. Write fewer, larger files (or an archive)."
-            case .depth: "The job made folders more than \(outputLimits.depth) levels deep, beyond the output limit, and was stopped."
+            case .files: "The job created more than \(sandbox.settings.maxOutputFiles) files and folders, the output limit, and was stopped. Write fewer, larger files (or an archive)."
+            case .depth: "The job made folders more than \(OutputLimits.defaultDepth) levels deep, beyond the output limit, and was stopped."
             }
-        } else if signal == SIGXCPU || (measuresCPU && outcome.cpuSeconds >= Double(limits.cpuSeconds)) {
+        } else if ending.overCPU {
             state.status = .killed
-            state.reason = "The job used more than its CPU time limit of \(limits.cpuSeconds) s and was stopped."
-        } else if signal == SIGXFSZ {
+            state.reason = "The job used more than its CPU time limit of \(cpuSeconds) s and was stopped."
+        } else if ending.signal == SIGXFSZ {
             state.status = .killed
             state.reason = "A file of the job reached the output size limit of \(outputLimit) and the job was stopped."
-        } else if let signal {
+        } else if let signal = ending.signal {
             state.status = .killed
             state.reason = "code.py was ended by signal \(signal)."
-        } else if outcome.exitCode != 0 {
+        } else if ending.exitCode != 0 {
             state.status = .failed
-            state.exitCode = outcome.exitCode
-            state.reason = "code.py exited with code \(outcome.exitCode); see stderr."
+            state.exitCode = ending.exitCode
+            state.reason = "code.py exited with code \(ending.exitCode); see stderr."
         } else {
             state.exitCode = 0
         }
         return state
     }
 
-    /// `path` resolved, if it is a folder inside `folder` (after following every link).
-    private func isCanceled(_ jobID: String) async -> Bool {
+    func isCanceled(_ jobID: String) async -> Bool {
         let requested = await registry.isCancelRequested(jobID)
         return requested || CancelMarker.isCanceled(jobID: jobID, dataDirectory: settings.dataDirectory)
     }
@@ -298,6 +332,7 @@ struct JobRunner: Sendable {
         return RunState(jobID: jobID, status: .canceled, reason: reason, finishedAt: Date())
     }
 
+    /// `path` resolved, if it is a folder inside `folder` (after following every link).
     static func contained(_ path: String, in folder: String) -> String? {
         guard let real = realpath(path, nil), let base = realpath(folder, nil) else { return nil }
         defer { free(real); free(base) }

@@ -25,7 +25,15 @@ struct Manifest: Codable, Sendable {
     var peakMemoryBytes: UInt64?
     /// CPU seconds of the job, where the unit can measure them (not inside the sandbox yet).
     var cpuSeconds: Double?
+    /// The cluster's job that ran code.py (`unit.executor=slurm`): its scheduler's id and attempt.
+    var cluster: Cluster?
     var state: RunState?
+
+    struct Cluster: Codable, Sendable {
+        var scheduler: String
+        var jobID: String
+        var attempt: Int
+    }
 
     init(jobID: String, unit: String, python: String) {
         self.jobID = jobID

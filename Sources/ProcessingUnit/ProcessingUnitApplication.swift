@@ -68,7 +68,10 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     }
     logger.info("python \(pythonVersion) at \(python), environments with \(settings.uv ?? "venv + pip")")
     let registry = RunRegistry()
-    let runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, sandbox: sandbox, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
+    var runner = JobRunner(settings: settings, sandbox: sandbox, environments: EnvironmentCache(settings: settings, sandbox: sandbox, pythonVersion: pythonVersion, logger: logger), registry: registry, logger: logger)
+    if settings.executor == .slurm {
+        runner.cluster = try await prepareCluster(reader: reader, settings: settings, sandbox: sandbox, logger: logger)
+    }
     let grace = reader.int(forKey: ConfigKey(ConfigurationKeys.unitShutdownGrace), default: 30)
     guard grace >= 0 else { throw ConfigurationError(key: ConfigurationKeys.unitShutdownGrace, message: "\(grace) s; use 0 or more seconds") }
     let slots = reader.int(forKey: ConfigKey(ConfigurationKeys.unitSlots), default: 2)
@@ -77,8 +80,44 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     let router = buildProcessingUnitRouter(
         executor: executor, registry: registry, dataDirectory: settings.dataDirectory, token: try InternalToken(reader: reader), maxima: try JobLimitMaxima(reader: reader)
     )
+    if runner.cluster != nil {
+        // Jobs this unit handed to the cluster before it stopped are adopted, not run again (their
+        // messages, redelivered, attach to these runs).
+        let (jobs, name) = (settings.jobs, settings.name)
+        let records = await BlockingWork.run { ClusterRecord.unfinished(in: jobs, unit: name) }
+        for record in records where await executor.submit(record.message) != nil {
+            logger.info("adopting a job on the cluster from before the unit restarted", metadata: ["job.id": "\(record.message.jobID)"])
+        }
+    }
     let janitor = WorkFolderJanitor(jobs: settings.jobs, workFolders: settings.workFolders, keep: TimeInterval(settings.keepWorkSeconds), logger: logger)
     return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor, janitor], logger: logger)
+}
+
+/// The Slurm executor: the cluster must answer (and have the partition), and the nodes find the
+/// seccomp filter for their sandboxes in the sandbox root, which they share with the unit.
+private func prepareCluster(reader: ConfigReader, settings: UnitSettings, sandbox: Sandbox, logger: Logger) async throws -> ClusterExecutor {
+    let cluster = try ClusterSettings(reader: reader)
+    let scheduler = SlurmScheduler()
+    do {
+        try await scheduler.check(partition: cluster.partition)
+    } catch {
+        throw ConfigurationError(key: ConfigurationKeys.unitExecutor, message: "slurm: \(error); run the unit on a submit host of the cluster (sinfo must answer), or use the local executor")
+    }
+    let filter = settings.sandboxRoot + "/job-seccomp.bpf"
+    if sandbox.settings.mode == .bubblewrap {
+        let temporary = filter + ".\(getpid()).partial"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(sandbox.syscallFilter), attributes: [.posixPermissions: 0o644]),
+              rename(temporary, filter) == 0 else {
+            throw ConfigurationError(key: ConfigurationKeys.unitSandboxRoot, message: "cannot write the nodes' seccomp filter into \(settings.sandboxRoot)")
+        }
+    }
+    if cluster.sandbox == .none || sandbox.settings.mode == .none {
+        logger.warning("slurm.sandbox=none: code.py runs on the nodes without Ferry's sandbox (the cluster's own limits still hold); use this only where the nodes do not allow user namespaces")
+    }
+    logger.info("jobs run on the Slurm cluster", metadata: [
+        "partition": "\(cluster.partition ?? "(default)")", "account": "\(cluster.account ?? "(default)")", "sandbox": "\(cluster.sandbox.rawValue)",
+    ])
+    return ClusterExecutor(scheduler: scheduler, settings: cluster, filterPath: filter, asRoot: geteuid() == 0)
 }
 
 /// The interpreter's real path (not a pyenv shim), its version, e.g. `3.11.7`, and the folder it is

@@ -177,13 +177,20 @@ struct Sandbox: Sendable {
         guard settings.mode == .bubblewrap else {
             return SandboxedCommand(executable: python, arguments: arguments, directory: project, passing: [])
         }
+        let bwrap = jobBubblewrap(python: python, arguments: arguments, readOnly: readOnly, work: work, project: project, tmpBytes: limits.memoryBytes)
+        return launch(as: user, cpuSeconds: limits.cpuSeconds, fileBytes: settings.maxOutputBytes, bwrap: bwrap, cgroup: cgroup)
+    }
+
+    /// bubblewrap around `python code.py`, with the seccomp filter on descriptor 3: the job's file
+    /// system and namespaces, on this host or on a cluster's node.
+    func jobBubblewrap(python: String, arguments: [String] = ["code.py"], readOnly: [String], work: String, project: String, tmpBytes: UInt64) -> [String] {
         // Inside the sandbox the work folder is /job, so paths say nothing about the host.
         let inside = "/job" + project.dropFirst(work.count)
-        var bwrap = baseArguments(network: false, tmpBytes: limits.memoryBytes)
+        var bwrap = baseArguments(network: false, tmpBytes: tmpBytes)
         for folder in readOnly { bwrap += ["--ro-bind", folder, folder] }
         bwrap += pythonBinds
         bwrap += ["--bind", work, "/job", "--chdir", inside, "--", python] + arguments
-        return launch(as: user, cpuSeconds: limits.cpuSeconds, fileBytes: settings.maxOutputBytes, bwrap: bwrap, cgroup: cgroup)
+        return bwrap
     }
 
     /// The program that builds an environment: `program` as the build user with network, in a file
@@ -238,20 +245,43 @@ struct Sandbox: Sendable {
     /// The launcher: joins the cgroup before anything else runs, sets the rlimits, becomes `account`
     /// without capabilities, then starts bubblewrap with the seccomp filter on descriptor 3.
     private func launch(as account: Account, cpuSeconds: Int, fileBytes: UInt64, bwrap: [String], cgroup: JobCgroup?) -> SandboxedCommand {
-        let setpriv = [
-            Self.setpriv, "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--no-new-privs",
-            "--inh-caps=-all", "--bounding-set=-all", "--",
-        ]
-        // CPU seconds per process: SIGXCPU at the soft limit, SIGKILL a little later.
-        let prlimit = [Self.prlimit, "--cpu=\(cpuSeconds):\(cpuSeconds + 5)", "--fsize=\(fileBytes)", "--core=0", "--"]
         let join = cgroup?.processFiles ?? []
         let script = #"for f; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@""#
-        return SandboxedCommand(executable: "/bin/sh", arguments: ["-c", script, "ferry-sandbox"] + join + ["--"] + prlimit + setpriv + bwrap, directory: "/", passing: [syscallFilter])
+        let limited = Self.limits(cpuSeconds: cpuSeconds, fileBytes: fileBytes) + Self.becoming(account)
+        return SandboxedCommand(executable: "/bin/sh", arguments: ["-c", script, "ferry-sandbox"] + join + ["--"] + limited + bwrap, directory: "/", passing: [syscallFilter])
+    }
+
+    /// prlimit: CPU seconds per process (SIGXCPU at the soft limit, SIGKILL a little later), the
+    /// size of any one file, no core dumps.
+    private static func limits(cpuSeconds: Int, fileBytes: UInt64) -> [String] {
+        [prlimit, "--cpu=\(cpuSeconds):\(cpuSeconds + 5)", "--fsize=\(fileBytes)", "--core=0", "--"]
+    }
+
+    /// setpriv: become `account`, without groups, capabilities or a way to gain privileges.
+    private static func becoming(_ account: Account) -> [String] {
+        [
+            setpriv, "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", "--",
+        ]
+    }
+
+    /// The command line a cluster's batch script runs for `python code.py` on a node: the same
+    /// rlimits, the job user (when the script starts as root) and, with `contained`, the same
+    /// bubblewrap and seccomp filter (which the script opens on descriptor 3) as on the unit. The
+    /// node's scheduler holds the job in a cgroup of its own with its memory limit.
+    func clusterCommand(
+        python: String, readOnly: [String], work: String, project: String, limits: JobSandboxLimits, contained: Bool, asRoot: Bool
+    ) -> [String] {
+        let user = asRoot && settings.mode == .bubblewrap ? Self.becoming(self.user) : []
+        let run = contained
+            ? jobBubblewrap(python: python, readOnly: readOnly, work: work, project: project, tmpBytes: limits.memoryBytes)
+            : [python, "code.py"]
+        return Self.limits(cpuSeconds: limits.cpuSeconds, fileBytes: settings.maxOutputBytes) + user + run
     }
 
     /// The environment of `code.py`: nothing of the unit's own.
-    func environment(for jobID: String, pythonEnvironment: String, work: String) -> [String: String] {
-        let sandboxed = settings.mode == .bubblewrap
+    func environment(for jobID: String, pythonEnvironment: String, work: String, sandboxed: Bool? = nil) -> [String: String] {
+        let sandboxed = sandboxed ?? (settings.mode == .bubblewrap)
         return [
             "PATH": pythonEnvironment + "/bin:/usr/local/bin:/usr/bin:/bin",
             "HOME": sandboxed ? "/tmp" : work, "TMPDIR": sandboxed ? "/tmp" : work,

@@ -30,6 +30,10 @@ struct UnitSettings: Sendable {
     /// The shared volume's owner when the unit must hand its folders there to it (see VolumeOwner).
     var volumeOwner: VolumeOwner?
 
+    /// Where code.py runs: on this machine, or as a job of the lab's Slurm cluster.
+    enum Executor: String, Sendable { case local, slurm }
+    var executor: Executor = .local
+
     init(dataDirectory: String, python: String = "python3", uv: String? = nil, packageIndex: String? = nil, name: String = "unit", sandboxRoot: String? = nil) {
         self.dataDirectory = dataDirectory
         self.sandboxRoot = sandboxRoot ?? dataDirectory + "/unit"
@@ -58,6 +62,11 @@ struct UnitSettings: Sendable {
         minFreeBytes = Int64(reader.int(forKey: ConfigKey(ConfigurationKeys.unitMinFreeMiB), default: 1024)) << 20
         guard keepWorkSeconds >= 0 else { throw ConfigurationError(key: ConfigurationKeys.unitKeepWorkSeconds, message: "\(keepWorkSeconds); use 0 (remove at once) or more seconds") }
         name = reader.string(forKey: ConfigKey(ConfigurationKeys.unitName), default: "\(ProcessInfo.processInfo.hostName):\(port)")
+        let executorName = reader.string(forKey: ConfigKey(ConfigurationKeys.unitExecutor), default: Executor.local.rawValue)
+        guard let executor = Executor(rawValue: executorName) else {
+            throw ConfigurationError(key: ConfigurationKeys.unitExecutor, message: "\(executorName.prefix(64)) is not an executor; use local (this machine) or slurm (the lab's cluster)")
+        }
+        self.executor = executor
     }
 
     /// The first executable `name` on PATH.

@@ -1,6 +1,7 @@
 import FerryHTTPClient
 import FerryTestSupport
 import Foundation
+import Synchronization
 import Testing
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -21,8 +22,11 @@ final class Stack: Sendable {
     let unitURL: String
     let consumerURL: String
     let client: HTTPClient
-    private let services: [RunningService]
+    private let running: Mutex<[RunningService]>
+    /// How the unit was started, to start it again (`restartUnit`).
+    private let unitLaunch: (arguments: [String], port: Int)
     private let vhost: String
+    private var services: [RunningService] { running.withLock { $0 } }
 
     static let amqpURL = ProcessInfo.processInfo.environment["FERRY_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5679/"
     static let managementURL = ProcessInfo.processInfo.environment["FERRY_TEST_RABBITMQ_MANAGEMENT_URL"] ?? "http://127.0.0.1:15679"
@@ -32,7 +36,10 @@ final class Stack: Sendable {
         (try? String(contentsOfFile: data.file("backend/setup-token"), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private init(data: TemporaryDirectory, sandbox: TemporaryDirectory, backendURL: String, frontendURL: String, unitURL: String, consumerURL: String, client: HTTPClient, services: [RunningService], vhost: String) {
+    private init(
+        data: TemporaryDirectory, sandbox: TemporaryDirectory, backendURL: String, frontendURL: String, unitURL: String, consumerURL: String, client: HTTPClient,
+        services: [RunningService], unitLaunch: (arguments: [String], port: Int), vhost: String
+    ) {
         self.data = data
         self.sandbox = sandbox
         self.backendURL = backendURL
@@ -40,7 +47,8 @@ final class Stack: Sendable {
         self.unitURL = unitURL
         self.consumerURL = consumerURL
         self.client = client
-        self.services = services
+        running = Mutex(services)
+        self.unitLaunch = unitLaunch
         self.vhost = vhost
     }
 
@@ -58,7 +66,7 @@ final class Stack: Sendable {
         try await management("DELETE", "/api/vhosts/\(name)", body: nil)
     }
 
-    static func start(unitArguments: [String] = []) async throws -> Stack {
+    static func start(unitArguments: [String] = [], slots: Int = 4) async throws -> Stack {
         let (vhost, amqp) = try await makeVhost()
 
         // The shared volume is closed to everyone else (0700), as under a checkout in /root: the job
@@ -71,12 +79,15 @@ final class Stack: Sendable {
         let common = ["--data-dir", data.path, "--amqp-url", amqp, "--log-level", "warning"]
         let client = HTTPClient(configuration: .init(connectTimeout: .seconds(2), defaultTimeout: .seconds(60)))
         var services: [RunningService] = []
+        // Small output limits, so that the disk-filler and file-count tests end quickly.
+        let unitArguments = ["--http-port", "\(unit)"] + common + [
+            "--unit-max-output-mib", "64", "--unit-max-output-files", "20000", "--unit-slots", "\(slots)", "--unit-sandbox-root", sandbox.path,
+        ] + unitArguments
         do {
             for (executable, port, extra) in [
                 ("Producer", producer, [String]()),
-                // Small output limits, so that the disk-filler and file-count tests end quickly.
-                ("ProcessingUnit", unit, ["--unit-max-output-mib", "64", "--unit-max-output-files", "20000", "--unit-slots", "4", "--unit-sandbox-root", sandbox.path] + unitArguments),
-                ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "4"]),
+                ("ProcessingUnit", unit, Array(unitArguments.dropFirst(2 + common.count))),
+                ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "\(slots)"]),
                 ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
                 ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),
             ] {
@@ -90,9 +101,24 @@ final class Stack: Sendable {
         }
         return Stack(
             data: data, sandbox: sandbox, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)",
-            unitURL: "http://127.0.0.1:\(unit)", consumerURL: "http://127.0.0.1:\(consumer)", client: client, services: services, vhost: vhost
+            unitURL: "http://127.0.0.1:\(unit)", consumerURL: "http://127.0.0.1:\(consumer)", client: client, services: services,
+            unitLaunch: (unitArguments, unit), vhost: vhost
         )
     }
+
+    /// Sends `signal` to the ProcessingUnit (SIGKILL: the unit crashed), waits for it to exit and
+    /// starts it again with the same settings, as a supervisor would; returns once it is healthy.
+    func restartUnit(after signal: Int32) async throws {
+        let old = running.withLock { $0[1] }
+        kill(old.pid, signal)
+        _ = try await old.waitForExit()
+        let unit = try RunningService("ProcessingUnit", arguments: unitLaunch.arguments)
+        running.withLock { $0[1] = unit }
+        _ = try await unit.waitForHealth(port: unitLaunch.port, client: client)
+    }
+
+    /// The ProcessingUnit's process id.
+    var unitPID: Int32 { running.withLock { $0[1].pid } }
 
     /// Stops every service with SIGTERM (each must exit 0) and removes the vhost.
     func stop() async throws {

@@ -1,0 +1,265 @@
+import FerryHTTPClient
+import FerryTestSupport
+import Foundation
+import Testing
+
+/// The Slurm executor on a real cluster: scripts/test starts a private one-node Slurm with
+/// accounting (scripts/lib/slurm.sh) and names it in SLURM_CONF. The stack's unit hands every job to
+/// it (`unit.executor=slurm`), two at a time, each asking for both of the node's CPUs, so that a
+/// second job waits in Slurm's queue for Resources. Everything is driven through the public API.
+@Suite("Slurm executor end to end", .serialized, .slurmStack)
+struct SlurmExecutorTests {
+    var stack: Stack { Stack.current! }
+
+    /// The pipeline suite's bundles, unchanged, give the same results and statuses on the cluster.
+    @Test func pipelineBundlesGiveTheSameResultsAsOnTheUnit() async throws {
+        let pipeline = PipelineTests()
+        try await pipeline.folderBundleRunsAndItsOutputComesBack()
+        try await pipeline.contentsZipIsNamedAfterTheUploadAndRunsFromARawBody()
+        try await pipeline.macOSFinderZipIgnoresTheLitter()
+        try await pipeline.pinnedRequirementsFromPyPIInUTF16AreInstalledAndCached()
+        try await pipeline.aRequirementThatCannotInstallSaysWhyOnTheJob()
+        try await pipeline.bundleWithoutOutputFolderGetsOne()
+        try await pipeline.nonZeroExitEndsFailedWithItsCodeStderrAndPartialOutput()
+        try await pipeline.oneResearcherCannotSeeAnothersJob()
+    }
+
+    /// The manifest names the cluster's job, and code.py ran on the node in Ferry's sandbox: as the
+    /// job user, without network, without Ferry's volume.
+    @Test func codeRunsOnTheNodeInTheSandbox() async throws {
+        let work = try TemporaryDirectory()
+        let code = """
+        import json, os, socket
+        s = socket.socket()
+        try:
+            s.connect(('127.0.0.1', \(URL(string: stack.backendURL)!.port!)))
+            network = 'reached'
+        except OSError:
+            network = 'none'
+        json.dump({'uid': os.getuid(), 'network': network, 'volume': os.path.exists(\(String(reflecting: stack.data.path))),
+                   'root': sorted(os.listdir('/')), 'slurm': [k for k in os.environ if k.startswith('SLURM')]}, open('output/where.json', 'w'))
+        """
+        let ivan = try await Researcher.signUp("ivan", on: stack)
+        let job = try await ivan.submit(try Bundles.folder("where", files: ["code.py": code], in: work), fileName: "where.zip")
+        let done = try await ivan.waitUntilFinished(job.id)
+        let stderr = try await ivan.log(job.id, stream: "stderr")
+        #expect(done.status == "succeeded", "\(done.reason ?? "") \(stderr)")
+        let seen = try JSONSerialization.jsonObject(with: Data(try #require(try await ivan.result(job.id, into: work)["where.json"]).utf8)) as? [String: Any]
+        #expect(seen?["uid"] as? Int == Int(try Self.uid(of: "ferry-job")))
+        #expect(seen?["network"] as? String == "none")
+        #expect(seen?["volume"] as? Bool == false)
+        #expect(seen?["root"] as? [String] == HostileJobs.rootFolder)
+        #expect(seen?["slurm"] as? [String] == [], "the submitter's or Slurm's environment reached code.py")
+        let manifest = try String(contentsOfFile: stack.data.file("jobs/\(job.id)/manifest.json"), encoding: .utf8)
+        // Slurm's accounting has a finished job a moment after the controller.
+        try await Self.eventually { try !Self.slurmJobs(named: job.id).isEmpty }
+        let slurmID = try #require(Self.slurmJobs(named: job.id).first)
+        #expect(manifest.contains(#""jobID" : "\#(slurmID.id)""#), "\(manifest)")
+        #expect(manifest.contains(#""scheduler" : "slurm""#))
+    }
+
+    @Test func aTimeLimitEndsTimedOutToTheSecond() async throws {
+        let work = try TemporaryDirectory()
+        let judy = try await Researcher.signUp("judy", on: stack)
+        let job = try await judy.submit(
+            try Bundles.folder("slow", files: ["code.py": "import time\nprint('begun', flush=True)\ntime.sleep(120)\n"], in: work), fileName: "slow.zip",
+            fields: ["timeLimit": "4"]
+        )
+        let started = Date()
+        let done = try await judy.waitUntilFinished(job.id, seconds: 60)
+        #expect(done.status == "timed_out", "\(done.reason ?? "")")
+        #expect(done.reason?.contains("time limit of 4 s") == true)
+        // The job's own limit, not Slurm's minute-granular one.
+        #expect(Date().timeIntervalSince(started) < 40)
+        #expect(try await judy.log(job.id, stream: "stdout") == "begun\n")
+    }
+
+    @Test func aMemoryHogIsKilledForItsMemory() async throws {
+        let work = try TemporaryDirectory()
+        let mallory = try await Researcher.signUp("mallory", on: stack)
+        let job = try await mallory.submit(
+            try Bundles.folder("hog", files: ["code.py": HostileJobs.memoryHog], in: work), fileName: "hog.zip", fields: ["memoryLimit": "64"]
+        )
+        let done = try await mallory.waitUntilFinished(job.id, seconds: 120)
+        #expect(done.status == "killed")
+        #expect(done.reason?.contains("memory") == true && done.reason?.contains("64 MiB") == true, "\(done.reason ?? "")")
+        try await Self.eventually { try Self.slurmJobs(named: job.id).map(\.state) == ["OUT_OF_MEMORY"] }
+        // The peak from the job's cgroup, not Slurm's sampled MaxRSS (about 1 MB for such a job).
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stack.data.file("jobs/\(job.id)/manifest.json")))) as? [String: Any]
+        let peak = try #require(manifest?["peakMemoryBytes"] as? Int, "no peak memory in the manifest")
+        #expect(peak >= 48 << 20 && peak <= 80 << 20, "peak \(peak)")
+    }
+
+    /// A burst of jobs: the unit keeps at most its two slots' worth on the cluster at once (from
+    /// Slurm's own accounting), and each ran exactly once.
+    @Test func aBurstKeepsToTheUnitsSlotsOnTheCluster() async throws {
+        let work = try TemporaryDirectory()
+        let kim = try await Researcher.signUp("kim", on: stack)
+        var jobs: [APIJob] = []
+        for index in 0..<5 {
+            let zip = try Bundles.folder("burst\(index)", files: ["code.py": "import time\ntime.sleep(2)\nopen('output/n.txt', 'w').write('\(index)')\n"], in: work)
+            jobs.append(try await kim.submit(zip, fileName: "burst\(index).zip"))
+        }
+        for (index, job) in jobs.enumerated() {
+            let done = try await kim.waitUntilFinished(job.id, seconds: 180)
+            #expect(done.status == "succeeded", "\(done.reason ?? "")")
+            #expect(try await kim.result(job.id, into: work) == ["n.txt": "\(index)"])
+        }
+        var spans: [(Date, Date)] = []
+        try await Self.eventually { try jobs.allSatisfy { try !Self.slurmJobs(named: $0.id).isEmpty } }
+        for job in jobs {
+            let runs = try Self.slurmJobs(named: job.id)
+            #expect(runs.count == 1, "job \(job.id) ran \(runs.count) times on the cluster")
+            if let run = runs.first { spans.append((run.submitted, run.ended)) }
+        }
+        // Most jobs in the cluster at once: submitted and not yet ended.
+        let most = spans.map { span in spans.filter { $0.0 <= span.0 && $0.1 > span.0 }.count }.max() ?? 0
+        #expect(most <= 2 && most >= 1, "\(most) jobs of a 2-slot unit were in the cluster at once")
+    }
+
+    /// A job waits in Slurm's queue behind one that holds the node: its page says why, in Slurm's
+    /// word too; canceled there it never starts. The running one, canceled, ends canceled with what
+    /// its output/ had by then.
+    @Test func waitingJobsShowSlurmsReasonAndCancelReachesTheCluster() async throws {
+        let work = try TemporaryDirectory()
+        let lee = try await Researcher.signUp("lee", on: stack)
+        let long = "import time\nopen('output/begun.txt', 'w').write('begun')\nprint('begun', flush=True)\ntime.sleep(120)\n"
+        let first = try await lee.submit(try Bundles.folder("holder", files: ["code.py": long], in: work), fileName: "holder.zip")
+        let second = try await lee.submit(try Bundles.folder("waiter", files: ["code.py": long], in: work), fileName: "waiter.zip")
+        let running = try await Self.waitFor(lee, first.id) { $0.status == "running" }
+        #expect(running.reason == nil)
+        let waiting = try await Self.waitFor(lee, second.id) { $0.status == "queued" && $0.reason?.contains("Slurm: Resources") == true }
+        #expect(waiting.reason?.contains("the nodes it needs are busy") == true, "\(waiting.reason ?? "")")
+
+        let canceledWaiting = try await lee.cancel(second.id)
+        #expect(canceledWaiting == 202)
+        let waited = try await lee.waitUntilFinished(second.id, seconds: 60)
+        #expect(waited.status == "canceled")
+        // Never started: not on the cluster any more, and nothing of it ran.
+        try await Self.eventually { try Self.slurmJobs(named: second.id).allSatisfy { $0.state == "CANCELLED" && $0.started == nil } }
+        #expect(try await lee.log(second.id, stream: "stdout") == "")
+
+        try await Self.eventually { try await lee.log(first.id, stream: "stdout") == "begun\n" }
+        #expect(try await lee.cancel(first.id) == 202)
+        let ended = try await lee.waitUntilFinished(first.id, seconds: 60)
+        #expect(ended.status == "canceled")
+        #expect(ended.reason?.contains("while it ran") == true, "\(ended.reason ?? "")")
+        #expect(try await lee.result(first.id, into: work) == ["begun.txt": "begun"])
+        try await Self.eventually { try Self.slurmJobs(named: first.id).map(\.state) == ["CANCELLED"] }
+    }
+
+    /// The unit is killed while its job runs on the cluster; started again, it adopts the job and
+    /// reports its result; the job ran once.
+    @Test func aUnitKilledWhileItsJobRunsAdoptsItWhenItIsBack() async throws {
+        let work = try TemporaryDirectory()
+        let max = try await Researcher.signUp("max", on: stack)
+        let code = "import time\nprint('started', flush=True)\ntime.sleep(8)\nopen('output/done.txt', 'w').write('done')\nprint('done')\n"
+        let job = try await max.submit(try Bundles.folder("survivor", files: ["code.py": code], in: work), fileName: "survivor.zip")
+        _ = try await Self.waitFor(max, job.id) { $0.status == "running" }
+        try await stack.restartUnit(after: SIGKILL)
+        let done = try await max.waitUntilFinished(job.id, seconds: 120)
+        #expect(done.status == "succeeded", "\(done.reason ?? "")")
+        #expect(try await max.result(job.id, into: work) == ["done.txt": "done"])
+        #expect(try await max.log(job.id, stream: "stdout") == "started\ndone\n", "code.py ran more than once")
+        try await Self.eventually { try !Self.slurmJobs(named: job.id).isEmpty }
+        #expect(try Self.slurmJobs(named: job.id).count == 1)
+    }
+
+    // MARK: Helpers
+
+    /// The cluster's jobs for a Ferry job (every attempt), from Slurm's accounting.
+    struct SlurmJob {
+        var id: String
+        var state: String
+        var submitted: Date
+        var started: Date?
+        var ended: Date
+    }
+
+    static func slurmJobs(named jobID: String) throws -> [SlurmJob] {
+        let names = (1...3).map { "ferry-\(jobID)-\($0)" }.joined(separator: ",")
+        let output = try slurm("sacct", ["-X", "-n", "-P", "-a", "--name=\(names)", "-S", "now-1days", "-o", "JobIDRaw,State,Submit,Start,End"])
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+        return output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 5, let submitted = formatter.date(from: fields[2]) else { return nil }
+            return SlurmJob(
+                id: fields[0], state: String(fields[1].split(separator: " ").first ?? ""), submitted: submitted,
+                started: formatter.date(from: fields[3]), ended: formatter.date(from: fields[4]) ?? .distantFuture
+            )
+        }
+    }
+
+    static func slurm(_ tool: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/" + tool)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "\(tool) \(arguments.joined(separator: " ")) failed")
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func uid(of user: String) throws -> UInt32 {
+        try #require(getpwnam(user)?.pointee.pw_uid, "no user \(user)")
+    }
+
+    /// Polls the job until `condition` holds, at most `seconds`.
+    static func waitFor(_ researcher: Researcher, _ id: String, seconds: Double = 60, _ condition: (APIJob) -> Bool) async throws -> APIJob {
+        let deadline = Date().addingTimeInterval(seconds)
+        var job = try await researcher.job(id).decode(APIJob.self)
+        while !condition(job) {
+            try #require(Date() < deadline, "job \(id) stayed \(job.status) (\(job.reason ?? "no reason")); services said:\n\(researcher.stack.logs)")
+            try await Task.sleep(for: .milliseconds(200))
+            job = try await researcher.job(id).decode(APIJob.self)
+        }
+        return job
+    }
+
+    static func eventually(seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try await !condition() {
+            try #require(Date() < deadline, "the condition did not hold within \(seconds) s")
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+}
+
+extension Researcher {
+    /// POST /api/v1/jobs/{id}/cancel; answers the status.
+    func cancel(_ id: String) async throws -> Int {
+        let response = try await stack.client.execute(HTTPRequest(method: "POST", url: stack.backendURL + "/api/v1/jobs/\(id)/cancel", headers: auth))
+        return Int(response.status)
+    }
+}
+
+/// A stack whose unit runs every job on the test cluster; fails (never skips) without one.
+struct SlurmStackTrait: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        try #require(environment["SLURM_CONF"] != nil, "no Slurm cluster: SLURM_CONF is not set (scripts/test starts one; see scripts/lib/slurm.sh)")
+        let stack = try await Stack.start(unitArguments: [
+            "--unit-executor", "slurm", "--slurm-partition", environment["FERRY_TEST_SLURM_PARTITION"] ?? "ferry",
+            "--slurm-poll-seconds", "1", "--slurm-cpus", "2",
+        ], slots: 2)
+        do {
+            try await Stack.$current.withValue(stack) { try await function() }
+        } catch {
+            try await stack.stop()
+            throw error
+        }
+        try await stack.stop()
+    }
+}
+
+extension Trait where Self == SlurmStackTrait {
+    static var slurmStack: Self { SlurmStackTrait() }
+}
