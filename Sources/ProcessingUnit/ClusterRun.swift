@@ -44,6 +44,19 @@ struct ClusterRecord: Codable, Sendable {
         return try? JSONDecoder.ferry().decode(ClusterRecord.self, from: data)
     }
 
+    /// Whether every path in the record is the one the unit derives from the job id, so that a
+    /// record changed by anyone else who can write the job's folder on the shared volume (the
+    /// Backend owns it) cannot point the batch script, which starts as root, anywhere else.
+    func isConsistent(with settings: UnitSettings, jobID: String) -> Bool {
+        let work = settings.work(of: jobID) + "/"
+        let inside = { (path: String) in !path.split(separator: "/").contains("..") }
+        return message.jobID == jobID && JobID.isValid(jobID) && message.bundlePath == "bundles/\(jobID).zip" && unit == settings.name
+            && project.hasPrefix(work) && inside(project)
+            && environment.hasPrefix(settings.environments + "/") && inside(environment) && !environment.dropFirst(settings.environments.count + 1).contains("/")
+            && python == environment + "/bin/python" && attempt >= 1 && attempt <= 100
+            && schedulerID.map { !$0.isEmpty && $0.allSatisfy(\.isNumber) } ?? true
+    }
+
     /// Written whole (a temporary name, flushed, renamed) before the step it records is taken.
     func write(in jobDirectory: String) throws {
         let path = Self.path(in: jobDirectory), temporary = path + ".partial"
@@ -59,12 +72,12 @@ struct ClusterRecord: Codable, Sendable {
     }
 
     /// The records of jobs this unit handed to the cluster and has not finished (no manifest yet).
-    static func unfinished(in jobs: String, unit: String) -> [ClusterRecord] {
-        let folders = (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? []
+    static func unfinished(settings: UnitSettings) -> [ClusterRecord] {
+        let folders = (try? FileManager.default.contentsOfDirectory(atPath: settings.jobs)) ?? []
         return folders.filter { JobID.isValid($0) }.compactMap { folder in
-            let directory = jobs + "/" + folder
+            let directory = settings.jobs + "/" + folder
             guard !FileManager.default.fileExists(atPath: directory + "/manifest.json"), let record = read(in: directory),
-                  record.unit == unit, record.message.jobID == folder else { return nil }
+                  record.isConsistent(with: settings, jobID: folder) else { return nil }
             return record
         }
     }

@@ -92,6 +92,9 @@ struct JobRunner: Sendable {
         // A job already handed to the cluster (before this unit restarted) is followed there and
         // adopted, never submitted again.
         if let cluster, let record = await BlockingWork.run({ ClusterRecord.read(in: jobDirectory) }) {
+            guard record.isConsistent(with: settings, jobID: message.jobID) else {
+                throw ChildRunError(message: "the job's cluster record does not match the job; it was changed outside the unit")
+            }
             return try await followOnCluster(record, cluster: cluster, manifest: &manifest, logger: logger)
         }
 

@@ -83,8 +83,7 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
     if runner.cluster != nil {
         // Jobs this unit handed to the cluster before it stopped are adopted, not run again (their
         // messages, redelivered, attach to these runs).
-        let (jobs, name) = (settings.jobs, settings.name)
-        let records = await BlockingWork.run { ClusterRecord.unfinished(in: jobs, unit: name) }
+        let records = await BlockingWork.run { [settings] in ClusterRecord.unfinished(settings: settings) }
         for record in records where await executor.submit(record.message) != nil {
             logger.info("adopting a job on the cluster from before the unit restarted", metadata: ["job.id": "\(record.message.jobID)"])
         }

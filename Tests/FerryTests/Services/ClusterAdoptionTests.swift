@@ -76,7 +76,7 @@ struct ClusterAdoptionTests {
             // What the unit that died had recorded: the attempt (and, if it got that far, Slurm's id).
             let record = ClusterRecord(
                 message: message, unit: settings.name, attempt: 1, schedulerID: schedulerID, project: project,
-                environment: settings.environments + "/x", python: "/usr/bin/python3", manifest: Manifest(jobID: jobID, unit: settings.name, python: "3")
+                environment: settings.environments + "/x", python: settings.environments + "/x/bin/python", manifest: Manifest(jobID: jobID, unit: settings.name, python: "3")
             )
             try record.write(in: jobDirectory)
             registry = RunRegistry()
@@ -134,6 +134,28 @@ struct ClusterAdoptionTests {
         let recorded = setup.scheduler.recordAtSubmit.withLock { $0 }
         #expect(recorded.count == 1 && recorded[0]?.name == submitted.first?.name && recorded[0]?.schedulerID == nil)
         #expect(ClusterRecord.read(in: setup.jobDirectory)?.schedulerID == "101")
+    }
+
+    /// The record lives in the job's folder, which the Backend owns: one that points anywhere the
+    /// unit would not (another interpreter, a host folder for the sandbox) is refused and nothing is
+    /// submitted; the job is Ferry's trouble (retried), never run with it.
+    @Test func aRecordChangedOutsideTheUnitIsRefused() async throws {
+        let setup = try Setup(known: [:], schedulerID: nil)
+        var record = try #require(ClusterRecord.read(in: setup.jobDirectory))
+        record.environment = "/etc"
+        record.python = "/etc/bin/python"
+        try record.write(in: setup.jobDirectory)
+        let state = try await setup.run()
+        #expect(state.status == .error && state.retryable == true, "\(state)")
+        #expect(setup.scheduler.submitted.withLock { $0.isEmpty })
+        let settings = UnitSettings(dataDirectory: setup.folder.path)
+        #expect(ClusterRecord.unfinished(settings: settings).isEmpty)
+        record.environment = settings.environments + "/x"
+        record.python = record.environment + "/bin/python"
+        record.project = settings.work(of: setup.message.jobID) + "/../other"
+        #expect(!record.isConsistent(with: settings, jobID: setup.message.jobID))
+        record.project = settings.work(of: setup.message.jobID) + "/proj"
+        #expect(record.isConsistent(with: settings, jobID: setup.message.jobID))
     }
 
     /// A cluster failure (a node died) is the cluster's, not the job's: the bundle is extracted
