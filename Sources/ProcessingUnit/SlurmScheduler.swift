@@ -63,10 +63,16 @@ struct SlurmScheduler: BatchScheduler {
     }
 
     func find(named name: String) async throws -> String? {
+        // "Not found" must be an answer, never a failure to ask: the caller submits when it is nil.
         let queue = try await Self.tool("squeue", ["-h", "--states=all", "-n", name, "-o", "%i"])
+        guard queue.succeeded else { throw SchedulerError("Slurm does not answer (squeue: \(queue.problem))") }
         if let newest = Self.newestID(queue.output) { return newest }
         let accounting = try await Self.tool("sacct", ["-X", "-n", "-P", "-a", "--name=\(name)", "-S", "now-30days", "-o", "JobIDRaw"])
-        return accounting.succeeded ? Self.newestID(accounting.output) : nil
+        // Without accounting (slurmdbd not configured) the controller's answer is all there is.
+        guard accounting.succeeded || accounting.problem.contains("disabled") else {
+            throw SchedulerError("Slurm's accounting does not answer (sacct: \(accounting.problem))")
+        }
+        return Self.newestID(accounting.output)
     }
 
     // MARK: What Slurm is told and what it says
