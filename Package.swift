@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "Backend",
             dependencies: [
-                "FerryService", "FerryBroker", "FerryBundle", "FerryHTTPClient",
+                "FerryService", "FerryBroker", "FerryBundle", "FerryHTTPClient", "FerryZip",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "MultipartKit", package: "multipart-kit"),

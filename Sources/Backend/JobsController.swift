@@ -56,6 +56,8 @@ struct JobsController {
         router.get("/api/v1/jobs/{id}", use: details)
         router.get("/api/v1/jobs/{id}/log", use: log)
         router.get("/api/v1/jobs/{id}/result", use: result)
+        router.get("/api/v1/jobs/{id}/files", use: resultFiles)
+        router.get("/api/v1/jobs/{id}/file", use: resultFile)
         router.get("/api/v1/jobs/{id}/history", use: history)
         router.get("/api/v1/jobs/{id}/manifest", use: manifest)
         router.post("/api/v1/jobs/{id}/cancel", use: cancel)
@@ -292,7 +294,7 @@ struct JobsController {
     }
 
     /// 410 when the retention removed the job's files.
-    private func requireFiles(of job: Job) async throws {
+    func requireFiles(of job: Job) async throws {
         guard try await store.filesRemoved(job.id) else { return }
         throw APIError(.gone, code: "job.files_removed", message: "The files of job \(job.id) were removed by Ferry's retention. \(settings.retention.summary ?? "")")
     }
@@ -314,7 +316,7 @@ struct JobsController {
         String(project.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "_" })
     }
 
-    private func ownedJob(_ context: BackendContext) async throws -> Job {
+    func ownedJob(_ context: BackendContext) async throws -> Job {
         let user = try context.requireUser()
         let id = try context.parameters.require("id")
         guard let job = try await store.job(id, owner: user) else { throw APIError.jobNotFound(id) }

@@ -176,6 +176,31 @@ public final class ZipReader {
 }
 
 extension ZipReader {
+    /// The first `maxBytes` of a regular file entry (a preview), and whether it holds more; never
+    /// reads further than that, whatever the entry declares.
+    public func prefix(of entry: ZipEntry, maxBytes: Int) throws -> (bytes: [UInt8], truncated: Bool) {
+        guard let archive else { throw ZipError(.io, "the archive \(path) was closed") }
+        guard entry.kind == .file else { throw ZipError(.notRegularFile, "\(entry.name) is not a regular file") }
+        guard !entry.isEncrypted else { throw ZipError(.encrypted, "\(entry.name) is encrypted") }
+        guard let file = zip_fopen_index(archive, zip_uint64_t(entry.index), 0) else {
+            throw ZipError(.corrupt, "cannot read \(entry.name): \(String(cString: zip_strerror(archive)))")
+        }
+        defer { zip_fclose(file) }
+        // One byte more than asked tells whether there is more.
+        var bytes = [UInt8](repeating: 0, count: maxBytes + 1)
+        var filled = 0
+        while filled < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { zip_fread(file, $0.baseAddress! + filled, zip_uint64_t($0.count - filled)) }
+            if count == 0 { break }
+            guard count > 0 else {
+                throw ZipError(.corrupt, "\(entry.name) cannot be decompressed: \(String(cString: zip_file_strerror(file))); the archive is damaged")
+            }
+            filled += Int(count)
+        }
+        let truncated = filled > maxBytes
+        return (Array(bytes.prefix(min(filled, maxBytes))), truncated)
+    }
+
     /// Reads a small entry (a requirements file) into memory, with the same size checks as `extract`.
     public func contents(of entry: ZipEntry, maxBytes: Int) throws -> [UInt8] {
         let temporary = NSTemporaryDirectory() + "ferry-entry-\(UUID().uuidString)"

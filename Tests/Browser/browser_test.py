@@ -82,6 +82,16 @@ class Browser:
         self.find("form[action='%s'] button[type=submit]" % path).click()
 
 
+# A 320 x 200 plot, drawn by the job with the standard library only (a PNG written by hand).
+PLOT_PNG = (
+    "rows = b''.join(b'\\x00' + b''.join(bytes([40 + x * 180 // 320, 90, 200 - y * 150 // 200]) if (x - 160) ** 2 + (y - 100) ** 2 > 3000\n"
+    "                else b'\\xff\\xcc\\x00' for x in range(320)) for y in range(200))\n"
+    "chunk = lambda kind, data: struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))\n"
+    "open('output/plot.png', 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 320, 200, 8, 2, 0, 0, 0))\n"
+    "    + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))\n"
+)
+
+
 def expect(condition, message):
     if not condition:
         raise AssertionError(message)
@@ -153,8 +163,9 @@ def main():
 
         # A real project through the upload page; the results page shows it succeed by itself.
         project = "analysis-" + uuid.uuid4().hex[:4]
-        good = make_bundle(work, project, "import json, sys\nprint('mean is', sum([1, 2, 3]) / 3)\n"
-                           "json.dump({'mean': 2.0, 'python': sys.version.split()[0]}, open('output/summary.json', 'w'))\n")
+        good = make_bundle(work, project, "import json, struct, sys, zlib\nprint('mean is', sum([1, 2, 3]) / 3)\n"
+                           "json.dump({'mean': 2.0, 'seed': 12345678901234567891, 'python': sys.version.split()[0]}, open('output/summary.json', 'w'))\n"
+                           + PLOT_PNG)
         browser.go("/upload")
         browser.find("#bundle").send_keys(good)
         browser.find("#timeLimit").send_keys("120")
@@ -184,6 +195,20 @@ def main():
         browser.wait("the manifest on the job page", lambda: "Python" in browser.find("#manifest").text, 20)
         expect("Succeeded" in browser.find("#history").text, "the history shows the final status")
         browser.shot("job-succeeded")
+
+        # The result's files on the job page, previewed without a download: the JSON pretty, the plot as an image.
+        browser.wait("the result's files", lambda: "summary.json" in browser.find("#files").text and "plot.png" in browser.find("#files").text, 20)
+        def preview(name):
+            row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#files tr") if r.find_element(By.CSS_SELECTOR, ".file-name").text == name)
+            row.find_element(By.CSS_SELECTOR, "button").click()
+        preview("summary.json")
+        # As written: 2.0 stays 2.0 and a 20-digit integer is not rounded.
+        browser.wait("the JSON preview", lambda: '"mean": 2.0,\n  "seed": 12345678901234567891' in browser.find("#preview").text, 20)
+        preview("plot.png")
+        browser.wait("the image preview", lambda: driver.execute_script(
+            "const i = document.querySelector('#preview img'); return !!i && i.complete && i.naturalWidth === 320"), 20)
+        driver.execute_script("document.getElementById('files-card').scrollIntoView()")
+        browser.shot("job-files")
 
         # A long job: watch it run, then cancel it from its page.
         sleeper = make_bundle(work, "long-simulation", "import time\nfor step in range(600):\n    print('step', step, flush=True)\n    time.sleep(1)\n")
