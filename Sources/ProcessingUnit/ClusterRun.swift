@@ -175,7 +175,8 @@ extension ClusterExecutor {
         case "None", "": "it has just been handed to the cluster"
         case "BeginTime": "it may not start yet"
         case "Dependency": "it waits for another job"
-        case "ReqNodeNotAvail", "NodeDown", "PartitionDown", "PartitionInactive": "the nodes it needs are not available"
+        case let word where ["ReqNodeNotAvail", "NodeDown", "PartitionDown", "PartitionInactive", "Nodes required"].contains(where: word.hasPrefix):
+            "the nodes it needs are not available"
         case let word where word.hasPrefix("QOS") || word.hasPrefix("Assoc"): "the lab's share or job limits on the cluster are reached for now"
         default: "the cluster holds it"
         }

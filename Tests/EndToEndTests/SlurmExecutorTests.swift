@@ -165,6 +165,31 @@ struct SlurmExecutorTests {
         #expect(try Self.slurmJobs(named: job.id).count == 1)
     }
 
+    /// The node dies under a running job (set DOWN): Slurm ends it NODE_FAIL, which is the
+    /// cluster's failure, not the job's; it runs again from the start as the next attempt and
+    /// succeeds, and stderr says why it ran twice.
+    @Test func aJobWhoseNodeFailsRunsAgain() async throws {
+        let work = try TemporaryDirectory()
+        let olaf = try await Researcher.signUp("olaf", on: stack)
+        let code = "import time\nprint('started', flush=True)\ntime.sleep(6)\nopen('output/done.txt', 'w').write('done')\n"
+        let job = try await olaf.submit(try Bundles.folder("fragile", files: ["code.py": code], in: work), fileName: "fragile.zip")
+        _ = try await Self.waitFor(olaf, job.id) { $0.status == "running" }
+        let node = try Self.slurm("sinfo", ["-h", "-N", "-o", "%N"]).split(separator: "\n").first.map(String.init) ?? "ferry-node"
+        // Whatever happens, the node is back for the tests after this one.
+        defer { _ = try? Self.run("/usr/bin/scontrol", ["update", "nodename=\(node)", "state=resume"]) }
+        _ = try Self.slurm("scontrol", ["update", "nodename=\(node)", "state=down", "reason=ferry-test-node-failure"])
+        try await Self.eventually { try Self.slurmJobs(named: job.id).contains { $0.state == "NODE_FAIL" } }
+        _ = try? Self.run("/usr/bin/scontrol", ["update", "nodename=\(node)", "state=resume"])
+        let done = try await olaf.waitUntilFinished(job.id, seconds: 120)
+        #expect(done.status == "succeeded", "\(done.reason ?? "")")
+        #expect(try await olaf.result(job.id, into: work) == ["done.txt": "done"])
+        #expect(try await olaf.log(job.id, stream: "stderr").contains("the cluster failed this job's run (Slurm: NODE_FAIL)"))
+        try await Self.eventually { try Self.slurmJobs(named: job.id).count == 2 }
+        #expect(try Self.slurmJobs(named: job.id).map(\.state).sorted() == ["COMPLETED", "NODE_FAIL"])
+        let manifest = try String(contentsOfFile: stack.data.file("jobs/\(job.id)/manifest.json"), encoding: .utf8)
+        #expect(manifest.contains(#""attempt" : 2"#), "\(manifest)")
+    }
+
     // MARK: Helpers
 
     /// The cluster's jobs for a Ferry job (every attempt), from Slurm's accounting.
@@ -193,8 +218,15 @@ struct SlurmExecutorTests {
     }
 
     static func slurm(_ tool: String, _ arguments: [String]) throws -> String {
+        let (status, output) = try run("/usr/bin/" + tool, arguments)
+        try #require(status == 0, "\(tool) \(arguments.joined(separator: " ")) failed")
+        return output
+    }
+
+    /// Runs a program; its exit status and standard output.
+    static func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/" + tool)
+        process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -202,8 +234,7 @@ struct SlurmExecutorTests {
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "\(tool) \(arguments.joined(separator: " ")) failed")
-        return String(decoding: data, as: UTF8.self)
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     static func uid(of user: String) throws -> UInt32 {

@@ -140,6 +140,8 @@ struct SlurmSchedulerTests {
         #expect(ClusterExecutor.waitingReason("Priority").contains("higher priority"))
         #expect(ClusterExecutor.waitingReason("Resources").contains("(Slurm: Resources)"))
         #expect(ClusterExecutor.waitingReason("QOSMaxJobsPerUserLimit").contains("limits"))
+        #expect(ClusterExecutor.waitingReason("ReqNodeNotAvail, UnavailableNodes:ferry-node").contains("not available"))
+        #expect(ClusterExecutor.waitingReason("Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions").contains("not available"))
     }
 
     @Test func clusterSettingsRefuseWhatIsNotASlurmName() throws {
