@@ -295,7 +295,7 @@ extension JobRunner {
         _ id: String, of message: JobMessage, cluster: ClusterExecutor, work: String, jobDirectory: String, logger: Logger
     ) async throws -> ClusterFollowed {
         let jobID = message.jobID
-        let outputLimits = OutputLimits(bytes: sandbox.settings.maxOutputBytes, files: sandbox.settings.maxOutputFiles)
+        let outputLimits = sandbox.settings.outputLimits
         let logs = [jobDirectory + "/stdout.log", jobDirectory + "/stderr.log"]
         let cancelRequested = Flag()
         await registry.setStopper(jobID) { cancelRequested.set() }
@@ -305,18 +305,26 @@ extension JobRunner {
         var lastPoll: ContinuousClock.Instant?
         var unknownSince: ContinuousClock.Instant?
         var lastReason: String?
+        var nextWalk = ContinuousClock.now
         while true {
             try Task.checkCancellation()
             if stopReason == nil {
                 let canceled = cancelRequested.isSet || CancelMarker.isCanceled(jobID: jobID, dataDirectory: settings.dataDirectory)
                 var exceeded: OutputLimits.Exceeded?
-                if !canceled, startedAt != nil {
+                if !canceled, startedAt != nil, ContinuousClock.now >= nextWalk {
+                    let began = ContinuousClock.now
                     exceeded = await BlockingWork.run { OutputUsage.measure(folder: work, files: logs, limits: outputLimits) }.exceeded(outputLimits)
+                    nextWalk = .now + OutputUsage.pause(after: ContinuousClock.now - began)
                 }
                 if canceled || exceeded != nil {
                     stopReason = canceled ? .canceled : .output(exceeded!)
                     logger.info("ending the job on the cluster", metadata: ["why": "\(canceled ? "canceled by its owner" : "over its output limits")"])
-                    do { try await cluster.scheduler.cancel(id) } catch { logger.warning("the cluster did not take the cancel; trying again", metadata: ["error": "\(error)"]) ; stopReason = nil }
+                    do {
+                        try await cluster.scheduler.cancel(id)
+                    } catch {
+                        logger.warning("the cluster did not take the cancel; trying again", metadata: ["error": "\(error)"])
+                        stopReason = nil
+                    }
                     lastPoll = nil
                 }
             }
@@ -363,7 +371,7 @@ extension JobRunner {
     ) async throws -> RunState {
         let message = record.message
         let report = ClusterRunReport.read(in: jobDirectory)
-        let outputLimits = OutputLimits(bytes: sandbox.settings.maxOutputBytes, files: sandbox.settings.maxOutputFiles)
+        let outputLimits = sandbox.settings.outputLimits
         let logs = [jobDirectory + "/stdout.log", jobDirectory + "/stderr.log"]
         var overOutput: OutputLimits.Exceeded?
         if case .output(let exceeded) = followed.stopReason {

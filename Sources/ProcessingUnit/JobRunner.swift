@@ -201,7 +201,7 @@ struct JobRunner: Sendable {
         let startedAt = Date()
         await registry.update(message.jobID) { $0.status = .running; $0.startedAt = startedAt }
         let dataDirectory = settings.dataDirectory, jobID = message.jobID
-        let outputLimits = OutputLimits(bytes: sandbox.settings.maxOutputBytes, files: sandbox.settings.maxOutputFiles)
+        let outputLimits = sandbox.settings.outputLimits
         let watcher = RunWatcher(
             folder: work, logs: [stdout, stderr], limits: outputLimits,
             isCanceled: { CancelMarker.isCanceled(jobID: jobID, dataDirectory: dataDirectory) },

@@ -51,6 +51,10 @@ struct OutputUsage: Sendable, Equatable {
         if info.st_mode & S_IFMT == S_IFREG { largestFile = max(largestFile, UInt64(max(0, info.st_size))) }
     }
 
+    /// How long to wait before the next walk of a job's files: a second, or three times as long as
+    /// the last walk took, so that a huge tree cannot keep a core busy.
+    static func pause(after walk: Duration) -> Duration { max(.seconds(1), walk * 3) }
+
     /// The first limit this usage goes past, if any (a file that reached the byte limit counts: RLIMIT_FSIZE stopped it there).
     func exceeded(_ limits: OutputLimits) -> OutputLimits.Exceeded? {
         if allocatedBytes > limits.bytes || largestFile >= limits.bytes { return .bytes }
@@ -123,11 +127,10 @@ final class RunWatcher: Sendable {
                         stop(.canceled)
                         break
                     }
-                    // The walk blocks: it runs on a thread of its own, and the next one waits at
-                    // least three times as long as this one took, so a huge tree cannot keep a core busy.
+                    // The walk blocks: it runs on a thread of its own, and the next one waits (OutputUsage.pause).
                     let began = ContinuousClock.now
                     let usage = await BlockingWork.run { [self] in measure() }
-                    pause = max(.seconds(1), (ContinuousClock.now - began) * 3)
+                    pause = OutputUsage.pause(after: ContinuousClock.now - began)
                     if let exceeded = usage.exceeded(limits) {
                         stop(.output(exceeded))
                         break

@@ -37,6 +37,9 @@ struct SandboxSettings: Sendable {
     /// Folders the interpreter lives in outside /usr (a pyenv or uv Python), bound read-only.
     var pythonPrefix: String?
 
+    /// What a job may leave in its work folder and logs, wherever it runs.
+    var outputLimits: OutputLimits { OutputLimits(bytes: maxOutputBytes, files: maxOutputFiles) }
+
     init(
         mode: Mode = .none, jobUser: String = "ferry-job", buildUser: String = "ferry-build", maxProcesses: Int = 256,
         maxOutputBytes: UInt64 = 10 << 30, maxOutputFiles: Int = 100_000, buildMemoryBytes: UInt64 = 4 << 30, pythonPrefix: String? = nil

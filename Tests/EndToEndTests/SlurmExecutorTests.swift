@@ -270,27 +270,16 @@ extension Researcher {
     }
 }
 
-/// A stack whose unit runs every job on the test cluster; fails (never skips) without one.
-struct SlurmStackTrait: SuiteTrait, TestScoping {
-    var isRecursive: Bool { false }
-
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let environment = ProcessInfo.processInfo.environment
-        try #require(environment["SLURM_CONF"] != nil, "no Slurm cluster: SLURM_CONF is not set (scripts/test starts one; see scripts/lib/slurm.sh)")
-        let stack = try await Stack.start(unitArguments: [
-            "--unit-executor", "slurm", "--slurm-partition", environment["FERRY_TEST_SLURM_PARTITION"] ?? "ferry",
-            "--slurm-poll-seconds", "1", "--slurm-cpus", "2",
-        ], slots: 2)
-        do {
-            try await Stack.$current.withValue(stack) { try await function() }
-        } catch {
-            try await stack.stop()
-            throw error
+extension Trait where Self == StackTrait {
+    /// A stack whose unit runs every job on the test cluster; fails (never skips) without one.
+    static var slurmStack: Self {
+        StackTrait {
+            let environment = ProcessInfo.processInfo.environment
+            try #require(environment["SLURM_CONF"] != nil, "no Slurm cluster: SLURM_CONF is not set (scripts/test starts one; see scripts/lib/slurm.sh)")
+            return try await Stack.start(unitArguments: [
+                "--unit-executor", "slurm", "--slurm-partition", environment["FERRY_TEST_SLURM_PARTITION"] ?? "ferry",
+                "--slurm-poll-seconds", "1", "--slurm-cpus", "2",
+            ], slots: 2)
         }
-        try await stack.stop()
     }
-}
-
-extension Trait where Self == SlurmStackTrait {
-    static var slurmStack: Self { SlurmStackTrait() }
 }

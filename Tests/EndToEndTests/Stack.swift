@@ -170,12 +170,13 @@ final class Stack: Sendable {
     }
 }
 
-/// Starts the stack once for a suite and stops it when the suite is done.
+/// Starts the stack once for a suite (as `start` makes it) and stops it when the suite is done.
 struct StackTrait: SuiteTrait, TestScoping {
+    var start: @Sendable () async throws -> Stack = { try await Stack.start() }
     var isRecursive: Bool { false }
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let stack = try await Stack.start()
+        let stack = try await start()
         do {
             try await Stack.$current.withValue(stack) { try await function() }
         } catch {

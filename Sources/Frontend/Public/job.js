@@ -134,6 +134,7 @@
     filesCard.classList.remove("hidden");
     ferry.show(document.getElementById("files-note"), listing.total === 0 ? "output/ was empty."
       : (listing.total > listing.files.length ? `The first ${listing.files.length} of ${listing.total} files; the result zip has them all.` : ""));
+    filesBody.closest(".table-wrap").classList.toggle("hidden", listing.files.length === 0);
     filesBody.replaceChildren(...listing.files.map((file) => ferry.el("tr", {},
       ferry.el("td", { class: "file-name", text: file.name }), ferry.el("td", { text: ferry.bytes(file.size) }),
       ferry.el("td", { class: "file-actions" },
