@@ -96,7 +96,10 @@ struct RunScriptTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         try #require(running, "scripts/run did not get Ferry running:\n\(said())")
-        #expect(said().contains("First administrator: open http://127.0.0.1:\(base)/setup?token="))
+        // The setup link is the line after "Ferry is running": give the script a moment to write it.
+        let setupLink = "First administrator: open http://127.0.0.1:\(base)/setup?token="
+        for _ in 0..<50 where !said().contains(setupLink) { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(said().contains(setupLink), "\(said())")
         var info = stat()
         #expect(stat(data, &info) == 0 && info.st_mode & 0o777 == 0o700, "the data folder is open to others")
 
