@@ -51,13 +51,21 @@ func buildBackend(reader: ConfigReader) async throws -> some ApplicationProtocol
     settings.userLimits = try UserLimits(reader: reader)
     settings.waitNoticeSeconds = TimeInterval(reader.int(forKey: ConfigKey(ConfigurationKeys.backendWaitNoticeSeconds), default: 10))
     settings.retention = try RetentionSettings(reader: reader)
+    settings.maxSweepRuns = reader.int(forKey: ConfigKey(ConfigurationKeys.sweepsMaxRuns), default: settings.maxSweepRuns)
+    settings.defaultSweepThrottle = reader.int(forKey: ConfigKey(ConfigurationKeys.sweepsDefaultThrottle), default: settings.defaultSweepThrottle)
+    guard (1...SweepRun.maxRunIndex).contains(settings.maxSweepRuns) else {
+        throw ConfigurationError(key: ConfigurationKeys.sweepsMaxRuns, message: "\(settings.maxSweepRuns); use 1 to \(SweepRun.maxRunIndex)")
+    }
+    guard settings.defaultSweepThrottle >= 1 else {
+        throw ConfigurationError(key: ConfigurationKeys.sweepsDefaultThrottle, message: "\(settings.defaultSweepThrottle); use 1 or more")
+    }
     settings.minFreeBytes = Int64(reader.int(forKey: ConfigKey(ConfigurationKeys.unitMinFreeMiB), default: 1024)) << 20
     let setupFile = (databasePath as NSString).deletingLastPathComponent + "/setup-token"
     let store = try await JobStore.open(path: databasePath, logger: logger)
     let queue = ProducerQueue(producerURL: producerURL, token: token, http: HTTPClient(logger: logger))
     let events = EventApplier(
         link: BrokerLink(url: amqpURL, options: try AMQPConnectionOptions(reader: reader, name: "ferry-backend-events"), logger: logger),
-        store: store, logger: logger
+        store: store, turns: SweepTurns(store: store, queue: queue, logger: logger), logger: logger
     )
     let control = BrokerLinkControl(link: BrokerLink(url: amqpURL, options: try AMQPConnectionOptions(reader: reader, name: "ferry-backend-control"), logger: logger))
     var auth = AuthSettings(bcryptCost: UInt8(bcryptCost), adminIDs: adminIDs, registration: registration, trustedProxies: trustedProxies)
@@ -102,7 +110,9 @@ func buildBackendRouter(
     router.add(middleware: CrossSiteGuard())
     router.add(middleware: Authenticator(store: store, adminIDs: auth.adminIDs, trustedProxies: auth.trustedProxies))
     AuthController(store: store, settings: auth).register(to: router)
-    JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger).register(to: router)
+    let jobs = JobsController(store: store, queue: queue, control: control, settings: settings, logger: logger)
+    jobs.register(to: router)
+    SweepsController(jobs: jobs).register(to: router)
     AdminController(store: store, control: control, adminIDs: auth.adminIDs, probeUnit: probeUnit, volume: settings.volume, dataDirectory: settings.dataDirectory, logger: logger).register(to: router)
     WaitingController(
         store: store, control: control, noticeAfter: settings.waitNoticeSeconds, dataDirectory: settings.dataDirectory, minFreeBytes: settings.minFreeBytes, logger: logger

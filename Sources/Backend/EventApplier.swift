@@ -13,6 +13,8 @@ import ServiceLifecycle
 struct EventApplier: Service {
     let link: BrokerLink
     let store: JobStore
+    /// A run of a sweep that ended lets the sweep's next runs go.
+    var turns: SweepTurns?
     let logger: Logger
 
     func run() async throws {
@@ -37,6 +39,7 @@ struct EventApplier: Service {
         }
         if let moved {
             BackendMetrics.jobMoved(to: event.status, times: moved)
+            if event.status.isFinal { await turns?.jobEnded(event.jobID) }
         } else {
             do {
                 try await store.restate(event.jobID, status: event.status, reason: event.reason)

@@ -114,7 +114,7 @@ extension JobStore {
     struct Holdings: Sendable, Equatable {
         /// Jobs submitted, queued, preparing or running.
         var activeJobs: Int
-        /// Jobs submitted in the last minute (uploads and re-runs).
+        /// Jobs submitted in the last minute (uploads and re-runs; a sweep counts once, by its first run).
         var recentSubmissions: Int
         /// Bytes of bundles and results of the user's jobs.
         var storedBytes: Int64
@@ -125,7 +125,7 @@ extension JobStore {
             """
             SELECT
                 COALESCE(SUM(CASE WHEN status IN ('submitted', 'queued', 'preparing', 'running') THEN 1 ELSE 0 END), 0) AS active,
-                COALESCE(SUM(CASE WHEN submitted_at > ? THEN 1 ELSE 0 END), 0) AS recent,
+                COALESCE(SUM(CASE WHEN submitted_at > ? AND (sweep_id IS NULL OR sweep_index = 1) THEN 1 ELSE 0 END), 0) AS recent,
                 COALESCE(SUM(CASE WHEN files_removed_at IS NULL THEN bundle_bytes + COALESCE(result_bytes, 0) ELSE 0 END), 0) AS stored
             FROM jobs WHERE owner_id = ?
             """,

@@ -109,20 +109,27 @@ extension JobStore {
     }
 
     /// Jobs still `submitted` since before `date`, oldest first, as the messages that queue them.
+    /// A sweep's run held back by its throttle is not one of them: it waits for its turn (`releaseRuns`).
     func submittedJobs(before date: Date, limit: Int) async throws -> [JobMessage] {
         let rows = try await connection.query(
-            "SELECT id, owner_id, project, submitted_at, time_limit, memory_limit FROM jobs WHERE status = 'submitted' AND submitted_at < ? ORDER BY seq LIMIT ?",
+            "SELECT \(Self.messageColumns) FROM jobs WHERE status = 'submitted' AND held = 0 AND submitted_at < ? ORDER BY seq LIMIT ?",
             [.float(date.timeIntervalSince1970), .integer(limit)]
         )
-        return rows.compactMap { row in
-            guard let id = row.column("id")?.string, let owner = row.column("owner_id")?.string, let project = row.column("project")?.string,
-                  let submitted = row.column("submitted_at")?.double else { return nil }
-            return JobMessage(
-                jobID: id, owner: owner, project: project, bundlePath: "bundles/\(id).zip",
-                limits: JobLimits(timeLimitSeconds: row.column("time_limit")?.integer ?? 3600, memoryLimitMiB: row.column("memory_limit")?.integer ?? 2048),
-                submittedAt: Date(timeIntervalSince1970: submitted)
-            )
-        }
+        return rows.compactMap(Self.message)
+    }
+
+    static let messageColumns = "id, owner_id, project, submitted_at, time_limit, memory_limit, sweep_id, sweep_index, params"
+
+    /// The message that queues the job of a row with `messageColumns`.
+    static func message(_ row: SQLiteRow) -> JobMessage? {
+        guard let id = row.column("id")?.string, let owner = row.column("owner_id")?.string, let project = row.column("project")?.string,
+              let submitted = row.column("submitted_at")?.double else { return nil }
+        return JobMessage(
+            jobID: id, owner: owner, project: project, bundlePath: "bundles/\(id).zip",
+            limits: JobLimits(timeLimitSeconds: row.column("time_limit")?.integer ?? 3600, memoryLimitMiB: row.column("memory_limit")?.integer ?? 2048),
+            submittedAt: Date(timeIntervalSince1970: submitted),
+            sweep: sweep(row).map { SweepRun(sweepID: $0.id, index: $0.index, parameters: $0.parameters) }
+        )
     }
 
     /// Every status the job reached, oldest first.
@@ -165,13 +172,14 @@ extension JobStore {
         return units.values.sorted { $0.name < $1.name }
     }
 
-    private static let select = """
+    static let select = """
         SELECT jobs.seq, jobs.id, jobs.project, users.username, jobs.unit, jobs.status, jobs.exit_code, jobs.reason, jobs.submitted_at,
-               jobs.started_at, jobs.finished_at, jobs.result_bytes, jobs.time_limit, jobs.memory_limit
+               jobs.started_at, jobs.finished_at, jobs.result_bytes, jobs.time_limit, jobs.memory_limit,
+               jobs.sweep_id, jobs.sweep_index, jobs.params
         FROM jobs JOIN users ON users.id = jobs.owner_id
         """
 
-    private static func job(_ row: SQLiteRow) -> Job? {
+    static func job(_ row: SQLiteRow) -> Job? {
         guard let id = row.column("id")?.string, let project = row.column("project")?.string,
               let owner = row.column("username")?.string,
               let status = row.column("status")?.string.flatMap(JobStatus.init(rawValue:)),
@@ -182,7 +190,15 @@ extension JobStore {
             exitCode: row.column("exit_code")?.integer.map(Int32.init), reason: row.column("reason")?.string,
             submittedAt: Date(timeIntervalSince1970: submitted), startedAt: date("started_at"), finishedAt: date("finished_at"),
             resultBytes: row.column("result_bytes")?.integer.map(Int64.init),
-            timeLimit: row.column("time_limit")?.integer ?? 0, memoryLimit: row.column("memory_limit")?.integer ?? 0
+            timeLimit: row.column("time_limit")?.integer ?? 0, memoryLimit: row.column("memory_limit")?.integer ?? 0,
+            sweep: sweep(row)
         )
+    }
+
+    /// The run's sweep, index and parameters (stored as JSON) when the row is a sweep's run.
+    static func sweep(_ row: SQLiteRow) -> JobSweep? {
+        guard let id = row.column("sweep_id")?.string, let index = row.column("sweep_index")?.integer else { return nil }
+        let parameters = row.column("params")?.string.flatMap { try? JSONDecoder().decode([SweepParameter].self, from: Data($0.utf8)) } ?? []
+        return JobSweep(id: id, index: index, parameters: parameters)
     }
 }

@@ -93,5 +93,22 @@ extension JobStore {
             // (one running a job is listed with it until then).
             "DELETE FROM units",
         ],
+        [
+            // Sweeps: one bundle run once per parameter set. Each run is a job that knows its sweep,
+            // its place in it and its parameters (JSON); a run held back by the sweep's throttle stays
+            // `submitted` with `held` set until a running one ends, and the outbox leaves it alone.
+            """
+            CREATE TABLE sweeps (
+                id TEXT PRIMARY KEY, owner_id TEXT NOT NULL REFERENCES users(id), project TEXT NOT NULL,
+                created_at REAL NOT NULL, throttle INTEGER NOT NULL, names TEXT NOT NULL, source TEXT NOT NULL, runs INTEGER NOT NULL)
+            """,
+            "CREATE INDEX sweeps_owner ON sweeps(owner_id, created_at)",
+            "ALTER TABLE jobs ADD COLUMN sweep_id TEXT REFERENCES sweeps(id)",
+            "ALTER TABLE jobs ADD COLUMN sweep_index INTEGER",
+            "ALTER TABLE jobs ADD COLUMN params TEXT",
+            "ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX jobs_sweep ON jobs(sweep_id, sweep_index)",
+            "CREATE INDEX jobs_held ON jobs(held) WHERE held = 1",
+        ],
     ]
 }

@@ -33,6 +33,8 @@ struct JobSettings: Sendable {
     var retention = RetentionSettings()
     /// Free space below which units start no job (`unit.min-free-mib`, read alike by the units).
     var minFreeBytes: Int64 = 1 << 30
+    /// Runs one sweep may have, and runs of a sweep at once unless its owner says otherwise.
+    var maxSweepRuns = 500, defaultSweepThrottle = 4
     /// The volume's use as the retention sweeper last measured it.
     var volume = VolumeMeter()
     /// Threads for blocking file work (upload writes, bundle checks, log reads), apart from NIO's
@@ -49,6 +51,7 @@ struct JobsController {
     let control: any BrokerControl
     let settings: JobSettings
     let logger: Logger
+    var turns: SweepTurns { SweepTurns(store: store, queue: queue, logger: logger) }
 
     func register(to router: some RouterMethods<BackendContext>) {
         router.post("/api/v1/jobs", use: upload)
@@ -79,13 +82,36 @@ struct JobsController {
 
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
-        // Limits in the query and the user's own limits are checked before the upload streams in,
-        // so a refusal costs nothing.
+        let bundle = try await acceptBundle(request, user: user)
+        let job = Job(
+            id: UUID().uuidString.lowercased(), project: bundle.report.project, owner: user.username, status: .submitted,
+            submittedAt: Date(), timeLimit: bundle.limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
+            memoryLimit: bundle.limits?.memoryLimitMiB ?? settings.defaultMemoryLimit
+        )
+        guard rename(bundle.path, settings.bundles + "/\(job.id).zip") == 0 else {
+            unlink(bundle.path)
+            throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
+        }
+        return try await submit(job, user: user, bundleBytes: bundle.bytes)
+    }
+
+    /// An upload that passed the bundle rules and the caller's limits, under a temporary name the
+    /// caller renames (or removes), with the form's fields and the job limits they ask for.
+    struct AcceptedBundle: Sendable {
+        var path: String
+        var bytes: Int
+        var report: BundleReport
+        var limits: JobLimits?
+        var fields: [String: String]
+    }
+
+    /// Receives and checks an upload. Limits in the query and the user's own limits are checked
+    /// before the upload streams in, so a refusal costs nothing; nothing of a refused upload is kept.
+    func acceptBundle(_ request: Request, user: User) async throws -> AcceptedBundle {
         _ = try jobLimits(request.uri.queryParameters, fields: [:])
         try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: 0)
         let receiver = UploadReceiver(directory: settings.bundles, maxBytes: settings.maxUploadBytes, threads: settings.fileThreads)
         let upload = try await receiver.receive(request)
-        let job: Job
         do {
             try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: Int64(upload.bytes))
             let limits = try jobLimits(request.uri.queryParameters, fields: upload.fields)
@@ -93,14 +119,8 @@ struct JobsController {
             let report = try await settings.fileThreads.runIfActive {
                 try BundleInspector.inspect(archive: upload.path, uploadName: upload.fileName, limits: bundleLimits)
             }
-            job = Job(
-                id: UUID().uuidString.lowercased(), project: report.project, owner: user.username, status: .submitted,
-                submittedAt: Date(), timeLimit: limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
-                memoryLimit: limits?.memoryLimitMiB ?? settings.defaultMemoryLimit
-            )
-            guard rename(upload.path, settings.bundles + "/\(job.id).zip") == 0 else {
-                throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
-            }
+            BackendMetrics.uploaded(bytes: upload.bytes, accepted: true)
+            return AcceptedBundle(path: upload.path, bytes: upload.bytes, report: report, limits: limits, fields: upload.fields)
         } catch let error as BundleError {
             unlink(upload.path)
             BackendMetrics.uploaded(bytes: upload.bytes, accepted: false)
@@ -109,8 +129,6 @@ struct JobsController {
             unlink(upload.path)
             throw error
         }
-        BackendMetrics.uploaded(bytes: upload.bytes, accepted: true)
-        return try await submit(job, user: user, bundleBytes: upload.bytes)
     }
 
     /// Records the job (outbox: it is on disk as `submitted` before anything else happens), hands it
@@ -140,16 +158,23 @@ struct JobsController {
         guard !job.status.isFinal else {
             throw APIError(.conflict, code: "job.finished", message: "Job \(job.id) already ended (\(job.status.rawValue)); there is nothing to cancel.")
         }
+        try await cancel(job, reason: Self.canceledBeforeRunning)
+        if let sweep = job.sweep { await turns.release(sweep: sweep.id) }
+        return EditedResponse(status: .accepted, response: try await store.job(job.id, owner: user) ?? job)
+    }
+
+    /// Cancels a job that has not ended: `reason` is what a waiting one ends with.
+    func cancel(_ job: Job, reason: String) async throws {
         // The marker first: it is what a unit checks before starting the job and while running it.
         let data = settings.dataDirectory
         try await settings.fileThreads.runIfActive { try CancelMarker.write(jobID: job.id, dataDirectory: data) }
-        try await store.advance(job.id, to: .canceled, at: Date(), reason: JobsController.canceledBeforeRunning, from: [.submitted, .queued])
+        try await store.advance(job.id, to: .canceled, at: Date(), reason: reason, from: [.submitted, .queued])
+        guard job.status != .submitted else { return }  // never handed to a unit (a sweep's held run)
         do {
             try await control.cancel(CancelRequest(jobID: job.id, at: Date()))
         } catch {
             logger.warning("cancel request not published; the unit will find the job's cancel marker", metadata: [LogKeys.jobID: "\(job.id)", "error": "\(error)"])
         }
-        return EditedResponse(status: .accepted, response: try await store.job(job.id, owner: user) ?? job)
     }
 
     static let canceledBeforeRunning = "Canceled by its owner before it ran."
@@ -324,7 +349,7 @@ struct JobsController {
     }
 
     /// `timeLimit` (seconds) and `memoryLimit` (MiB) from form fields or the query, within the operator's maxima.
-    private func jobLimits(_ query: Parameters, fields: [String: String]) throws -> JobLimits? {
+    func jobLimits(_ query: Parameters, fields: [String: String]) throws -> JobLimits? {
         func value(_ name: String) throws -> Int? {
             guard let text = fields[name] ?? query.get(name), !text.isEmpty else { return nil }
             guard let number = Int(text), number > 0 else {

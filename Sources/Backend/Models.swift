@@ -25,6 +25,15 @@ struct Job: Codable, Sendable, Equatable, ResponseEncodable {
     var resultBytes: Int64?
     var timeLimit: Int
     var memoryLimit: Int
+    /// Set for a run of a sweep: the sweep, the run's place in it and what it was given.
+    var sweep: JobSweep? = nil
+}
+
+/// A job's place in its sweep.
+struct JobSweep: Codable, Sendable, Equatable {
+    var id: String
+    var index: Int
+    var parameters: [SweepParameter]
 }
 
 /// One page of the caller's jobs, newest first; `next` fetches the following page.

@@ -46,6 +46,9 @@ struct OutboxSweeper: Service {
             }
         }
         if queued > 0 { logger.notice("queued jobs that had stayed submitted", metadata: ["count": "\(queued)"]) }
+        // Sweeps whose runs ended while their release failed (or the Backend was down) go on.
+        let turns = SweepTurns(store: store, queue: queue, logger: logger)
+        for sweep in (try? await store.sweepsWithHeldRuns()) ?? [] { queued += await turns.release(sweep: sweep) }
         return queued
     }
 }

@@ -30,8 +30,15 @@ struct UserLimits: Sendable, Equatable {
         storageBytes = Int64(storageMiB) << 20
     }
 
-    /// Throws the refusal when `holdings`, with one more job of `bytes`, would go past a limit.
-    func check(_ holdings: JobStore.Holdings, adding bytes: Int64) throws {
+    /// Throws the refusal when `holdings`, with `jobs` more jobs (a sweep's runs) of `bytes`, would go past a limit.
+    func check(_ holdings: JobStore.Holdings, adding bytes: Int64, jobs: Int = 1) throws {
+        if activeJobs > 0, jobs > 1, holdings.activeJobs + jobs > activeJobs {
+            throw APIError(
+                .tooManyRequests, code: "limits.active_jobs",
+                message: "This sweep has \(jobs) runs; with the \(holdings.activeJobs) jobs you have waiting or running, that is more than the \(activeJobs) this Ferry allows at once. Make the sweep smaller, or wait for jobs to finish.",
+                details: ["limit": "\(activeJobs)"]
+            )
+        }
         if activeJobs > 0, holdings.activeJobs >= activeJobs {
             throw APIError(
                 .tooManyRequests, code: "limits.active_jobs",

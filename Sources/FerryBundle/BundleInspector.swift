@@ -12,6 +12,8 @@ public struct BundleReport: Sendable, Equatable {
     public var hasOutputFolder: Bool
     public var fileCount: Int
     public var uncompressedBytes: UInt64
+    /// `sweep.csv` beside code.py (a sweep's parameter sets), as text; nil when there is none.
+    public var sweepTable: String? = nil
 }
 
 /// Checks an uploaded zip against the bundle rules, from the central directory and requirements.txt
@@ -83,12 +85,29 @@ public enum BundleInspector {
             }
             requirements = try RequirementsFile.parse(bytes)
         }
+        var sweepTable: String?
+        if let (entry, _) = files.first(where: { $0.1 == rootComponents + ["sweep.csv"] }) {
+            let read: (bytes: [UInt8], truncated: Bool)
+            do {
+                read = try reader.prefix(of: entry, maxBytes: Self.maxSweepTableBytes)
+            } catch let error as ZipError {
+                throw BundleError("bundle.corrupt", "sweep.csv cannot be read: \(error.code == .io ? "the server could not read it; try again" : error.message)")
+            }
+            guard !read.truncated else { throw BundleError("bundle.sweep_csv_too_large", "sweep.csv is larger than \(Self.maxSweepTableBytes >> 20) MiB; a sweep's table is a line per run.") }
+            guard let text = String(validating: read.bytes, as: UTF8.self) else {
+                throw BundleError("bundle.sweep_csv_encoding", "sweep.csv is not UTF-8 text; save it as CSV UTF-8.")
+            }
+            sweepTable = text
+        }
         return BundleReport(
             project: project, root: root, requirements: requirements,
             hasOutputFolder: folders.contains(rootComponents + ["output"]),
-            fileCount: files.count, uncompressedBytes: total
+            fileCount: files.count, uncompressedBytes: total, sweepTable: sweepTable
         )
     }
+
+    /// The largest sweep.csv read.
+    public static let maxSweepTableBytes = 1 << 20
 
     /// Whether an entry is operating-system litter (`__MACOSX/`, `.DS_Store`, ...) that Ferry ignores.
     public static func isLitter(name: String) -> Bool {

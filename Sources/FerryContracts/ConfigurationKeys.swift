@@ -44,6 +44,10 @@ public enum ConfigurationKeys {
     public static let backendSweepAge = "backend.sweep-age"
     public static let backendSweepInterval = "backend.sweep-interval"
     public static let backendTrustedProxies = "backend.trusted-proxies"
+    /// The most runs one sweep may have.
+    public static let sweepsMaxRuns = "sweeps.max-runs"
+    /// Runs of a sweep at once when the researcher gives no throttle; they may give any up to the sweep's size.
+    public static let sweepsDefaultThrottle = "sweeps.default-throttle"
     public static let backendWaitNoticeSeconds = "backend.wait-notice-seconds"
 
     // MARK: The Backend's SQLite database (each explained in the README's configuration table)

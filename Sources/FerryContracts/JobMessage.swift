@@ -13,10 +13,12 @@ public struct JobMessage: Codable, Sendable, Equatable {
     public var bundlePath: String
     public var limits: JobLimits
     public var submittedAt: Date
+    /// Set for a run of a sweep: its parameters. Absent for a single job (and from older Backends).
+    public var sweep: SweepRun?
 
     public init(
         jobID: String, owner: String, project: String, bundlePath: String,
-        limits: JobLimits, submittedAt: Date, version: Int = 1
+        limits: JobLimits, submittedAt: Date, sweep: SweepRun? = nil, version: Int = 1
     ) {
         self.version = version
         self.jobID = jobID
@@ -25,6 +27,7 @@ public struct JobMessage: Codable, Sendable, Equatable {
         self.bundlePath = bundlePath
         self.limits = limits
         self.submittedAt = submittedAt
+        self.sweep = sweep
     }
 }
 

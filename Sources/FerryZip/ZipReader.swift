@@ -3,8 +3,9 @@ import Foundation
 
 /// Reads an archive through libzip. The entry list comes from the central directory, without
 /// extracting anything; extraction streams each entry to disk in fixed-size chunks, so memory stays
-/// bounded whatever the sizes. libzip calls block: use a reader from a thread pool, one thread at a time.
-public final class ZipReader {
+/// bounded whatever the sizes. libzip calls block: use a reader from a thread pool, one thread at a
+/// time (it may move between the pool's threads, as a streamed download does; it is never shared).
+public final class ZipReader: @unchecked Sendable {
     /// Bytes read from an entry per call; the whole of what extraction keeps in memory.
     static let chunkSize = 64 * 1024
 
@@ -207,5 +208,61 @@ extension ZipReader {
         defer { unlink(temporary) }
         try extract(entry, to: temporary, maxBytes: UInt64(maxBytes), permissions: 0o600)
         return [UInt8](try Data(contentsOf: URL(fileURLWithPath: temporary)))
+    }
+}
+
+extension ZipReader {
+    /// A regular file entry's bytes as the archive stores them (still compressed) with its CRC, for
+    /// copying it into another archive without decompressing and compressing it again.
+    public func openStored(_ entry: ZipEntry) throws -> StoredEntry {
+        guard let archive else { throw ZipError(.io, "the archive \(path) was closed") }
+        guard entry.kind == .file, !entry.isEncrypted else { throw ZipError(.notRegularFile, "\(entry.name) is not a plain file") }
+        var stat = zip_stat_t()
+        guard zip_stat_index(archive, zip_uint64_t(entry.index), 0, &stat) == 0, stat.valid & UInt64(ZIP_STAT_CRC) != 0 else {
+            throw ZipError(.corrupt, "cannot read \(entry.name): \(String(cString: zip_strerror(archive)))")
+        }
+        guard let file = zip_fopen_index(archive, zip_uint64_t(entry.index), zip_flags_t(ZIP_FL_COMPRESSED)) else {
+            throw ZipError(.corrupt, "cannot read \(entry.name): \(String(cString: zip_strerror(archive)))")
+        }
+        return StoredEntry(reader: self, file: file, crc: stat.crc, remaining: entry.compressedSize)
+    }
+}
+
+/// One entry's stored bytes, read in chunks; keeps its archive open until closed. Like the reader,
+/// to be used from one thread at a time (it moves between pool threads, never shared).
+public final class StoredEntry: @unchecked Sendable {
+    private let reader: ZipReader
+    private var file: OpaquePointer?
+    public let crc: UInt32
+    private var remaining: UInt64
+
+    init(reader: ZipReader, file: OpaquePointer, crc: UInt32, remaining: UInt64) {
+        self.reader = reader
+        self.file = file
+        self.crc = crc
+        self.remaining = remaining
+    }
+
+    deinit { close() }
+
+    /// The next at most `maxBytes`; empty at the end. Stops with `corrupt` when the archive holds fewer
+    /// bytes than its directory declares (the copy would not match the header already sent).
+    public func read(maxBytes: Int = 256 << 10) throws -> [UInt8] {
+        guard let file, remaining > 0 else { return [] }
+        let count = Int(min(UInt64(maxBytes), remaining))
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = bytes.withUnsafeMutableBytes { zip_fread(file, $0.baseAddress! + filled, zip_uint64_t(count - filled)) }
+            guard read > 0 else { throw ZipError(.corrupt, "the archive \(reader.path) ends inside an entry") }
+            filled += Int(read)
+        }
+        remaining -= UInt64(count)
+        return bytes
+    }
+
+    public func close() {
+        if let file { zip_fclose(file) }
+        file = nil
     }
 }

@@ -74,6 +74,15 @@ func buildFrontendRouter(proxy: BackendProxy, pages: Pages) -> Router<FerryReque
         }
         return pages.render("job", title: "Job \(project)", session: session, values: ["id": id, "project": project])
     }
+    router.get("/sweeps/{id}") { request, context in
+        guard let session = try await pages.session(of: request) else { return loginFirst(request) }
+        let id = try context.parameters.require("id")
+        let sweep = try await pages.backend("GET", "/api/v1/sweeps/\(id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-"])) ?? "")", request: request)
+        guard sweep.status == 200, let project = try? sweep.decode(JobSummary.self).project else {
+            return pages.render("notfound", title: "No such sweep", session: session, status: .notFound, values: ["id": id, "sweep": true])
+        }
+        return pages.render("sweep", title: "Sweep \(project)", session: session, values: ["id": id, "project": project])
+    }
     router.get("/admin") { request, _ in
         guard let session = try await pages.session(of: request) else { return loginFirst(request) }
         guard session.isAdmin else { return pages.render("forbidden", title: "Administrators only", session: session, status: .forbidden) }

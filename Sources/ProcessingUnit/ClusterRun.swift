@@ -269,7 +269,7 @@ extension JobRunner {
         )
         let script = ClusterExecutor.batchScript(
             jobID: message.jobID, attempt: record.attempt, command: command,
-            environment: sandbox.environment(for: message.jobID, pythonEnvironment: record.environment, work: work, sandboxed: contained),
+            environment: sandbox.environment(for: message.jobID, sweep: message.sweep, pythonEnvironment: record.environment, work: work, sandboxed: contained),
             filter: contained ? cluster.filterPath : nil, timeLimitSeconds: message.limits.timeLimitSeconds, report: ClusterRunReport.path(in: jobDirectory)
         )
         return BatchJob(

@@ -107,6 +107,11 @@ struct JobRunner: Sendable {
         manifest.bundleSHA256 = try await NIOThreadPool.singleton.runIfActive { try Self.sha256(of: bundle) }
         let project = work + "/" + report.root
         try FileManager.default.createDirectory(atPath: project + "/output", withIntermediateDirectories: true)
+        if let sweep = message.sweep {
+            // The run's parameters, in place of any params.json the bundle brought.
+            unlink(project + "/params.json")
+            try Data(sweep.parametersJSON.utf8).write(to: URL(fileURLWithPath: project + "/params.json"))
+        }
 
         let environment: EnvironmentCache.Prepared
         switch try await prepareEnvironment(message, requirements: report.requirements, jobDirectory: jobDirectory, stderr: stderr) {
@@ -210,7 +215,7 @@ struct JobRunner: Sendable {
         await registry.setStopper(jobID) { watcher.stop(.canceled) }
         defer { Task { await registry.setStopper(jobID, nil) } }
         let outcome = try await watcher.watch(while: command.childRun(
-            environment: sandbox.environment(for: message.jobID, pythonEnvironment: environment.directory, work: work),
+            environment: sandbox.environment(for: message.jobID, sweep: message.sweep, pythonEnvironment: environment.directory, work: work),
             standardOutput: stdout, standardError: stderr, timeout: .seconds(message.limits.timeLimitSeconds)
         ))
         try Task.checkCancellation()  // interrupted by shutdown: the outcome is not the job's own

@@ -283,14 +283,16 @@ struct Sandbox: Sendable {
     }
 
     /// The environment of `code.py`: nothing of the unit's own.
-    func environment(for jobID: String, pythonEnvironment: String, work: String, sandboxed: Bool? = nil) -> [String: String] {
+    /// A run of a sweep also gets its parameters (`FERRY_PARAM_<NAME>`), its index and its sweep.
+    func environment(for jobID: String, sweep: SweepRun? = nil, pythonEnvironment: String, work: String, sandboxed: Bool? = nil) -> [String: String] {
         let sandboxed = sandboxed ?? (settings.mode == .bubblewrap)
-        return [
+        let own = [
             "PATH": pythonEnvironment + "/bin:/usr/local/bin:/usr/bin:/bin",
             "HOME": sandboxed ? "/tmp" : work, "TMPDIR": sandboxed ? "/tmp" : work,
             "USER": settings.jobUser, "LOGNAME": settings.jobUser,
             "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "FERRY_JOB_ID": jobID,
         ]
+        return own.merging(sweep?.environment ?? [:]) { ferry, _ in ferry }
     }
 }
 

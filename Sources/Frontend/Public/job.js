@@ -29,6 +29,12 @@
       ...fact("Finished", ferry.when(job.finishedAt)), ...fact("Run time", ferry.runTime(job)),
       ...fact("Exit code", job.exitCode === null || job.exitCode === undefined ? "—" : String(job.exitCode)),
       ...fact("Limits", `${job.timeLimit} s · ${job.memoryLimit} MiB`));
+    if (job.sweep) {
+      // A run of a sweep: which one, and what it was given (params.json and FERRY_PARAM_*).
+      facts.append(
+        ferry.el("dt", { text: "Sweep" }), ferry.el("dd", {}, ferry.el("a", { href: "/sweeps/" + job.sweep.id, text: `Run ${job.sweep.index} of a sweep` })),
+        ...fact("Parameters", job.sweep.parameters.map((p) => `${p.name} = ${p.value}`).join(", ")));
+    }
   }
 
   function showHistory(entries) {

@@ -22,8 +22,14 @@
       : ferry.el("span", { class: "muted", text: ferry.isFinal(job.status) ? "none" : "…" });
     const statusCell = ferry.el("td", {}, ferry.badge(job.status));
     if (job.reason && job.status !== "succeeded") statusCell.append(ferry.el("div", { class: "reason", text: job.reason }));
+    const projectCell = ferry.el("td", {}, link);
+    if (job.sweep) {
+      projectCell.append(ferry.el("div", { class: "reason" },
+        ferry.el("a", { href: "/sweeps/" + job.sweep.id, text: `sweep run ${job.sweep.index}` }),
+        ": " + job.sweep.parameters.map((p) => `${p.name}=${p.value}`).join(", ")));
+    }
     return ferry.el("tr", { "data-job-id": job.id, "data-status": job.status },
-      ferry.el("td", {}, link), statusCell,
+      projectCell, statusCell,
       ferry.el("td", { class: "optional", text: ferry.when(job.submittedAt) }),
       ferry.el("td", { class: "optional", text: ferry.runTime(job) }),
       ferry.el("td", {}, result));
@@ -60,4 +66,19 @@
   project.addEventListener("change", filtersChanged);
   older.addEventListener("click", () => { if (next) { cursors.push(next); poller.refresh(); } });
   newer.addEventListener("click", () => { if (cursors.length > 1) { cursors.pop(); poller.refresh(); } });
+
+  // The newest sweeps, above the jobs: each links to its table.
+  const sweepsCard = document.getElementById("sweeps-card"), sweepList = document.getElementById("sweeps");
+  ferry.poll(async () => {
+    try {
+      const { sweeps } = await ferry.json("/api/v1/sweeps?limit=10");
+      sweepsCard.classList.toggle("hidden", sweeps.length === 0);
+      sweepList.replaceChildren(...sweeps.map((sweep) => {
+        const ended = Object.entries(sweep.counts).filter(([status]) => ferry.isFinal(status)).reduce((sum, [, n]) => sum + n, 0);
+        return ferry.el("li", {}, ferry.el("a", { href: "/sweeps/" + sweep.id, text: sweep.project }),
+          ferry.el("span", { class: "muted", text: ` · ${sweep.parameters.join(", ")} · ${ended} of ${sweep.total} runs ended · ${ferry.when(sweep.createdAt)}` }));
+      }));
+      return sweeps.some((sweep) => !sweep.finished);
+    } catch (_) { return true; }
+  }, 5000);
 })();
