@@ -30,7 +30,7 @@ extension JobMessage {
     /// Checks every field before anything is done with the message: the job id is a UUID, the bundle
     /// path is exactly the one derived from it, the owner is an account id, the project name is a
     /// plain name, the limits lie within the operator's maxima, and a sweep run's parameters are names
-    /// and plain values (`SweepRun.check`).
+    /// and plain values (`SweepRun.problem`).
     public func check(within maxima: JobLimitMaxima) throws(JobMessageProblem) {
         guard version == 1 else { throw JobMessageProblem(field: "version", message: "\(version) is not a message version this service knows (1)") }
         guard JobID.isValid(jobID) else { throw JobMessageProblem(field: "jobID", message: "is not a job id (a lowercase UUID)") }
@@ -45,6 +45,6 @@ extension JobMessage {
         guard (1...maxima.memoryMiB).contains(limits.memoryLimitMiB) else {
             throw JobMessageProblem(field: "limits.memoryLimitMiB", message: "\(limits.memoryLimitMiB) is outside 1...\(maxima.memoryMiB)")
         }
-        try sweep?.check()
+        if let problem = sweep?.problem() { throw problem }
     }
 }

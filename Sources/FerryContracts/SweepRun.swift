@@ -20,24 +20,26 @@ public struct SweepRun: Codable, Sendable, Equatable {
 
     /// The checks every service applies: a UUID sweep id, an index in range, identifier names
     /// (unique regardless of case, since environment variables are upper case) and plain values.
-    public func check() throws(JobMessageProblem) {
-        guard JobID.isValid(sweepID) else { throw JobMessageProblem(field: "sweep.sweepID", message: "is not a sweep id (a lowercase UUID)") }
-        guard (1...Self.maxRunIndex).contains(index) else { throw JobMessageProblem(field: "sweep.index", message: "\(index) is outside 1...\(Self.maxRunIndex)") }
+    /// Answers what is wrong, or nil.
+    public func problem() -> JobMessageProblem? {
+        guard JobID.isValid(sweepID) else { return JobMessageProblem(field: "sweep.sweepID", message: "is not a sweep id (a lowercase UUID)") }
+        guard (1...Self.maxRunIndex).contains(index) else { return JobMessageProblem(field: "sweep.index", message: "\(index) is outside 1...\(Self.maxRunIndex)") }
         guard (1...Self.maxParameters).contains(parameters.count) else {
-            throw JobMessageProblem(field: "sweep.parameters", message: "must hold 1 to \(Self.maxParameters) parameters")
+            return JobMessageProblem(field: "sweep.parameters", message: "must hold 1 to \(Self.maxParameters) parameters")
         }
         var seen = Set<String>()
         for parameter in parameters {
             guard SweepParameter.isName(parameter.name) else {
-                throw JobMessageProblem(field: "sweep.parameters", message: "\(parameter.name.prefix(80)) is not a parameter name (a letter or _, then letters, digits or _)")
+                return JobMessageProblem(field: "sweep.parameters", message: "\(parameter.name.prefix(80)) is not a parameter name (a letter or _, then letters, digits or _)")
             }
             guard seen.insert(parameter.name.uppercased()).inserted else {
-                throw JobMessageProblem(field: "sweep.parameters", message: "\(parameter.name) appears twice")
+                return JobMessageProblem(field: "sweep.parameters", message: "\(parameter.name) appears twice")
             }
             guard SweepParameter.isValue(parameter.value) else {
-                throw JobMessageProblem(field: "sweep.parameters", message: "the value of \(parameter.name) is empty, longer than \(Self.maxValueBytes) bytes or holds control characters")
+                return JobMessageProblem(field: "sweep.parameters", message: "the value of \(parameter.name) is empty, longer than \(Self.maxValueBytes) bytes or holds control characters")
             }
         }
+        return nil
     }
 
     /// The environment variables of the run: `FERRY_PARAM_<NAME>` for each parameter, its index and its sweep.

@@ -100,9 +100,10 @@ struct ServiceRouterTests {
 /// field checks out: nothing a neighbour on the network sends becomes a path or a limit.
 @Suite("Internal endpoints")
 struct InternalEndpointTests {
-    static func message(jobID: String = UUID().uuidString.lowercased(), bundlePath: String? = nil, memory: Int = 64, time: Int = 60) -> ByteBuffer {
+    static func message(jobID: String = UUID().uuidString.lowercased(), bundlePath: String? = nil, memory: Int = 64, time: Int = 60, sweep: String? = nil) -> ByteBuffer {
         let owner = UUID().uuidString.lowercased()
-        let body = #"{"version":1,"jobID":"\#(jobID)","owner":"\#(owner)","project":"p","bundlePath":"\#(bundlePath ?? "bundles/\(jobID).zip")","limits":{"timeLimitSeconds":\#(time),"memoryLimitMiB":\#(memory)},"submittedAt":"2026-12-01T10:00:00.000Z"}"#
+        let sweepMember = sweep.map { #","sweep":\#($0)"# } ?? ""
+        let body = #"{"version":1,"jobID":"\#(jobID)","owner":"\#(owner)","project":"p","bundlePath":"\#(bundlePath ?? "bundles/\(jobID).zip")","limits":{"timeLimitSeconds":\#(time),"memoryLimitMiB":\#(memory)},"submittedAt":"2026-12-01T10:00:00.000Z"\#(sweepMember)}"#
         return ByteBuffer(string: body)
     }
 
@@ -161,11 +162,23 @@ struct InternalEndpointTests {
             try await client.execute(uri: "/internal/v1/jobs", method: .post, headers: Self.authorized, body: Self.message(jobID: "../x", bundlePath: "bundles/../x.zip")) { response in
                 #expect(response.status == .unprocessableContent)
             }
+            // A sweep's run: its parameters must be names and plain values.
+            let sweepID = UUID().uuidString.lowercased()
+            for bad in [#"{"sweepID":"\#(sweepID)","index":1,"parameters":[{"name":"2x","value":"1"}]}"#, #"{"sweepID":"../x","index":1,"parameters":[{"name":"a","value":"1"}]}"#] {
+                try await client.execute(uri: "/internal/v1/jobs", method: .post, headers: Self.authorized, body: Self.message(sweep: bad)) { response in
+                    #expect(response.status == .unprocessableContent)
+                }
+            }
             #expect(publisher.published.withLock { $0.isEmpty })
             try await client.execute(uri: "/internal/v1/jobs", method: .post, headers: Self.authorized, body: Self.message()) { response in
                 #expect(response.status == .accepted)
             }
-            #expect(publisher.published.withLock { $0.count } == 1)
+            let run = #"{"sweepID":"\#(sweepID)","index":2,"parameters":[{"name":"cutoff","value":"10"}]}"#
+            try await client.execute(uri: "/internal/v1/jobs", method: .post, headers: Self.authorized, body: Self.message(sweep: run)) { response in
+                #expect(response.status == .accepted, "\(String(buffer: response.body))")
+            }
+            #expect(publisher.published.withLock { $0.count } == 2)
+            #expect(publisher.published.withLock { $0.last?.sweep?.parameters } == [SweepParameter(name: "cutoff", value: "10")])
         }
     }
 }
