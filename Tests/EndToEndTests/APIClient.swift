@@ -48,10 +48,11 @@ struct Researcher: Sendable {
     }
 
     /// Uploads a zip file; as multipart/form-data (field `bundle`) like the web page, or as a raw body like curl --data-binary.
-    func upload(_ zip: String, fileName: String, multipart: Bool = true, fields: [String: String] = [:]) async throws -> HTTPResponse {
+    /// `path` is where it goes: a job (`/api/v1/jobs`) or a sweep (`/api/v1/sweeps`).
+    func upload(_ zip: String, fileName: String, multipart: Bool = true, fields: [String: String] = [:], path: String = "/api/v1/jobs") async throws -> HTTPResponse {
         if !multipart {
             return try await stack.client.execute(HTTPRequest(
-                method: "POST", url: stack.backendURL + "/api/v1/jobs",
+                method: "POST", url: stack.backendURL + path,
                 headers: auth + [("Content-Type", "application/zip"), ("Content-Disposition", "attachment; filename=\"\(fileName)\"")],
                 body: .file(path: zip)
             ))
@@ -65,7 +66,7 @@ struct Researcher: Sendable {
         body += try Data(contentsOf: URL(fileURLWithPath: zip))
         body += Data("\r\n--\(boundary)--\r\n".utf8)
         return try await stack.client.execute(HTTPRequest(
-            method: "POST", url: stack.backendURL + "/api/v1/jobs",
+            method: "POST", url: stack.backendURL + path,
             headers: auth + [("Content-Type", "multipart/form-data; boundary=\(boundary)")], body: .bytes(Array(body))
         ))
     }
