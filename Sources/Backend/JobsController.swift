@@ -179,7 +179,7 @@ struct JobsController {
 
     static let canceledBeforeRunning = "Canceled by its owner before it ran."
 
-    /// Runs the same bundle again with the same limits, as a new job.
+    /// Runs the same bundle again with the same limits, as a new job (a sweep's run: in its place).
     @Sendable func rerun(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
         let original = try await ownedJob(context)
@@ -195,6 +195,16 @@ struct JobsController {
         let shared = try await settings.fileThreads.runIfActive { link(from, to) == 0 || (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil }
         guard shared else {
             throw APIError(.conflict, code: "job.no_bundle", message: "The bundle of job \(original.id) is gone; upload it again.")
+        }
+        if let sweep = original.sweep, let record = try await store.sweep(sweep.id, ownerID: user.id) {
+            // A run of a sweep runs again in its place, with its parameters, within the sweep's throttle.
+            var run = job
+            run.sweep = sweep
+            run.reason = SweepTurns.waitingReason(throttle: record.throttle)
+            try await store.insertRuns([(job: run, parameters: sweep.parameters)], sweepID: sweep.id, ownerID: user.id, bundleBytes: 0)
+            await turns.release(sweep: sweep.id)
+            let current = try await store.job(job.id, owner: user) ?? run
+            return EditedResponse(status: .created, headers: [.location: "/api/v1/jobs/\(job.id)"], response: current)
         }
         return try await submit(job, user: user, bundleBytes: bundleBytes)
     }

@@ -25,7 +25,8 @@ struct SweepPlan: Sendable, Equatable {
     static let maxRangeValues = 10_000
 
     static func grid(_ text: String, maxRuns: Int) throws -> SweepPlan {
-        let entries = text.split(whereSeparator: { $0 == "\n" || $0 == ";" || $0 == "\r" })
+        // Character.isNewline: a browser's form sends a textarea's lines with CRLF, one Character in Swift.
+        let entries = text.split(whereSeparator: { $0.isNewline || $0 == ";" })
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !entries.isEmpty else {
             throw invalid("empty_grid", "The grid is empty. Write one parameter per line, like cutoff=8,10,12 or seed=1..5.")

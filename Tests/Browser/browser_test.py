@@ -4,7 +4,8 @@ selenium, against a running Ferry whose Frontend is at --url.
 
 A new researcher registers, logs out and in again, uploads a project through the upload page (file
 input, progress, redirect), sees it succeed on the results page without reloading, downloads the
-result and checks its content, sees a bad bundle's error next to the form, starts a long job and
+result and checks its content, previews the result's files, runs a sweep from the upload page and
+watches, sorts and opens its runs, sees a bad bundle's error next to the form, starts a long job and
 cancels it from its page, and looks at settings; the administrator looks at the admin page. Every
 step saves a screenshot to --artifacts. Exit status 0 only when every step did what a user expects.
 
@@ -209,6 +210,45 @@ def main():
             "const i = document.querySelector('#preview img'); return !!i && i.complete && i.naturalWidth === 320"), 20)
         driver.execute_script("document.getElementById('files-card').scrollIntoView()")
         browser.shot("job-files")
+
+        # A sweep from the upload page: the grid's run count before anything is sent, then the sweep's
+        # table filling in by itself, sorted by a number from summary.json, and one run's plot.
+        sweep_project = "sweep-" + uuid.uuid4().hex[:4]
+        sweep_bundle = make_bundle(work, sweep_project, "import json, struct, time, zlib\nparams = json.load(open('params.json'))\ntime.sleep(1)\n"
+                                   "json.dump({'accuracy': round(params['cutoff'] * 0.05 + params['seed'] * 0.01, 2), 'loss': 1 / params['cutoff']}, open('output/summary.json', 'w'))\n"
+                                   + PLOT_PNG)
+        browser.go("/upload")
+        browser.find("#bundle").send_keys(sweep_bundle)
+        browser.find("#mode-sweep").click()
+        browser.visible("#grid").send_keys("cutoff=8,10,12\nseed=1..")
+        browser.wait("the grid's error", lambda: "not a range" in browser.find("#grid-preview").text or "empty value" in browser.find("#grid-preview").text, 10)
+        browser.find("#grid").send_keys("2")
+        browser.wait("the grid's run count", lambda: browser.find("#grid-preview").text.startswith("6 runs"), 10)
+        browser.find("#throttle").send_keys("2")
+        browser.shot("upload-sweep")
+        browser.find("#upload-button").click()
+        browser.wait("the sweep's page after uploading", lambda: browser.path().startswith("/sweeps/"), 60)
+        loaded_at = driver.execute_script("return performance.timeOrigin")
+        browser.find("#runs tbody tr", 20)
+        browser.wait("every run to succeed on the sweep's page", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-status=succeeded]")) == 6, 120)
+        expect(driver.execute_script("return performance.timeOrigin") == loaded_at, "the sweep's table filled in without a reload")
+        expect("6 of 6 runs ended" in browser.find("#sweep-summary").text, "the summary counts the runs")
+        header = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#runs thead th")]
+        expect(header[:5] == ["Run ▲", "cutoff", "seed", "Status", "Run time"] and "accuracy" in header and "loss" in header, f"the table's columns, got {header}")
+        browser.shot("sweep")
+        accuracy = header.index("accuracy")
+        next(b for b in driver.find_elements(By.CSS_SELECTOR, "#runs thead th button") if b.text.startswith("accuracy")).click()
+        values = [row.find_elements(By.CSS_SELECTOR, "td")[accuracy].text for row in driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")]
+        expect(values == ["0.62", "0.61", "0.52", "0.51", "0.42", "0.41"], f"sorted by accuracy, best first, got {values}")
+        browser.shot("sweep-sorted")
+        driver.find_element(By.CSS_SELECTOR, "#runs tbody tr td a").click()
+        browser.wait("the best run's page", lambda: browser.path().startswith("/jobs/"))
+        browser.wait("the run's parameters", lambda: "cutoff = 12, seed = 2" in browser.find("#facts").text, 20)
+        browser.wait("the run's files", lambda: "plot.png" in browser.find("#files").text, 20)
+        preview("plot.png")
+        browser.wait("the run's plot", lambda: driver.execute_script(
+            "const i = document.querySelector('#preview img'); return !!i && i.complete && i.naturalWidth === 320"), 20)
+        browser.shot("sweep-run")
 
         # A long job: watch it run, then cancel it from its page.
         sleeper = make_bundle(work, "long-simulation", "import time\nfor step in range(600):\n    print('step', step, flush=True)\n    time.sleep(1)\n")

@@ -53,7 +53,7 @@
         sort = { key: c.key, descending: current ? !sort.descending : c.summary === true };
         render();
       });
-      return ferry.el("th", { scope: "col", class: c.summary ? "number" : null, "aria-sort": current ? (sort.descending ? "descending" : "ascending") : null }, button);
+      return ferry.el("th", { scope: "col", class: c.summary || c.key === "time" ? "number" : null, "aria-sort": current ? (sort.descending ? "descending" : "ascending") : null }, button);
     }), ferry.el("th", { scope: "col" }, ferry.el("span", { class: "visually-hidden", text: "Actions" })));
 
     const rows = [...sweep.runs].sort(compare(column)).map((run) => {

@@ -149,6 +149,13 @@ struct SweepRouterTests {
             try await client.execute(uri: "/api/v1/sweeps/\(sweep.id)/rerun-failed", method: .post, headers: [.authorization: "Bearer \(owner)"]) { response in
                 #expect(response.status == .conflict && String(buffer: response.body).contains("sweep.nothing_to_rerun"))
             }
+            // "Run again" on one run: a new run in the same place, with the same parameters.
+            let first = try #require(sweep.runs?.first)
+            try await client.execute(uri: "/api/v1/jobs/\(first.job.id)/rerun", method: .post, headers: [.authorization: "Bearer \(owner)"]) { response in
+                #expect(response.status == .created)
+                let job = try JSONDecoder.ferry().decode(Job.self, from: response.body)
+                #expect(job.id != first.job.id && job.sweep?.index == 1 && job.sweep?.parameters == first.parameters && job.status == .submitted)
+            }
             // A run's job page shows its parameters to its owner only.
             let run = try #require(sweep.runs?.last)
             try await client.execute(uri: "/api/v1/jobs/\(run.job.id)", method: .get, headers: [.authorization: "Bearer \(owner)"]) { response in
@@ -177,6 +184,8 @@ struct SweepPlanTests {
         #expect(plan.runs.count == 6)
         #expect(plan.runs.first == ["8", "1", "fast"] && plan.runs.last == ["10", "3", "fast"])
         #expect(plan.runs[1] == ["8", "2", "fast"], "the last parameter varies fastest, as nested loops")
+        // A browser's form sends a textarea's lines with CRLF.
+        #expect(try SweepPlan.grid("cutoff=8,10,12\r\nseed=1..2\r\n", maxRuns: 100).runs.count == 6)
     }
 
     @Test func aSweepTableKeepsQuotedCommasAndCRLF() throws {
