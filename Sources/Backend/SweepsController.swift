@@ -96,7 +96,7 @@ struct SweepsController {
         var links: [String] = []
         do {
             let grid = (bundle.fields["grid"] ?? query.get("grid") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            let plan: SweepPlan, source: String
+            var plan: SweepPlan, source: String
             switch (grid.isEmpty, bundle.report.sweepTable) {
             case (false, .some):
                 throw SweepPlan.invalid("two_sources", "The project has a sweep.csv and the request gives a grid too; give one of them (leave the grid empty to use sweep.csv).")
@@ -106,8 +106,16 @@ struct SweepsController {
             case (true, .some(let table)):
                 plan = try SweepPlan.csv(table, maxRuns: settings.maxSweepRuns)
                 source = "sweep.csv"
+            case (true, .none) where bundle.report.parameterDeclarations != nil:
+                // One run with the declared defaults (checked below: each must have one).
+                plan = SweepPlan(names: [], runs: [[]])
+                source = ""
             case (true, .none):
                 throw SweepPlan.invalid("no_parameters", "A sweep needs its parameter sets: give a grid (like cutoff=8,10,12 and seed=1..5, one per line) or put a sweep.csv beside code.py.")
+            }
+            // A project that declares its parameters gets every run checked against them, defaults filled in.
+            if let declarations = try bundle.report.parameterDeclarations.map(ParameterDeclarations.parse) {
+                plan = try declarations.apply(to: plan)
             }
             let throttle = try throttle(bundle.fields["throttle"] ?? query.get("throttle"), runs: plan.runs.count)
             try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: Int64(bundle.bytes), jobs: plan.runs.count)

@@ -14,6 +14,8 @@ public struct BundleReport: Sendable, Equatable {
     public var uncompressedBytes: UInt64
     /// `sweep.csv` beside code.py (a sweep's parameter sets), as text; nil when there is none.
     public var sweepTable: String? = nil
+    /// `parameters.json` beside code.py (the parameters the project declares), as text; nil when there is none.
+    public var parameterDeclarations: String? = nil
 }
 
 /// Checks an uploaded zip against the bundle rules, from the central directory and requirements.txt
@@ -85,24 +87,27 @@ public enum BundleInspector {
             }
             requirements = try RequirementsFile.parse(bytes)
         }
-        var sweepTable: String?
-        if let (entry, _) = files.first(where: { $0.1 == rootComponents + ["sweep.csv"] }) {
+        /// A small text file beside code.py (the sweep's table, the declared parameters), read whole up to `limit`.
+        func text(_ name: String, limit: Int, code: String, hint: String) throws -> String? {
+            guard let (entry, _) = files.first(where: { $0.1 == rootComponents + [name] }) else { return nil }
             let read: (bytes: [UInt8], truncated: Bool)
             do {
-                read = try reader.prefix(of: entry, maxBytes: Self.maxSweepTableBytes)
+                read = try reader.prefix(of: entry, maxBytes: limit)
             } catch let error as ZipError {
-                throw BundleError("bundle.corrupt", "sweep.csv cannot be read: \(error.code == .io ? "the server could not read it; try again" : error.message)")
+                throw BundleError("bundle.corrupt", "\(name) cannot be read: \(error.code == .io ? "the server could not read it; try again" : error.message)")
             }
-            guard !read.truncated else { throw BundleError("bundle.sweep_csv_too_large", "sweep.csv is larger than \(Self.maxSweepTableBytes >> 20) MiB; a sweep's table is a line per run.") }
+            guard !read.truncated else { throw BundleError("bundle.\(code)_too_large", "\(name) is larger than \(limit >> 10) KiB; \(hint).") }
             guard let text = String(validating: read.bytes, as: UTF8.self) else {
-                throw BundleError("bundle.sweep_csv_encoding", "sweep.csv is not UTF-8 text; save it as CSV UTF-8.")
+                throw BundleError("bundle.\(code)_encoding", "\(name) is not UTF-8 text; save it as UTF-8.")
             }
-            sweepTable = text
+            return text
         }
         return BundleReport(
             project: project, root: root, requirements: requirements,
             hasOutputFolder: folders.contains(rootComponents + ["output"]),
-            fileCount: files.count, uncompressedBytes: total, sweepTable: sweepTable
+            fileCount: files.count, uncompressedBytes: total,
+            sweepTable: try text("sweep.csv", limit: Self.maxSweepTableBytes, code: "sweep_csv", hint: "a sweep's table is a line per run"),
+            parameterDeclarations: try text("parameters.json", limit: 64 << 10, code: "parameters_json", hint: "it declares a project's parameters, a line or two each")
         )
     }
 

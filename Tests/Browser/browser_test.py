@@ -12,6 +12,7 @@ step saves a screenshot to --artifacts. Exit status 0 only when every step did w
 Run by the Swift test BrowserTests (scripts/test), which starts the stack.
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -249,6 +250,40 @@ def main():
         browser.wait("the run's plot", lambda: driver.execute_script(
             "const i = document.querySelector('#preview img'); return !!i && i.complete && i.naturalWidth === 320"), 20)
         browser.shot("sweep-run")
+
+        # A project that declares its parameters: the upload page reads parameters.json from the chosen
+        # zip (deflated, as zip tools write it) and renders a field for each, checks the values before
+        # sending, and the run is given them.
+        declared_project = "filter-" + uuid.uuid4().hex[:4]
+        declared_bundle = os.path.join(work, declared_project + ".zip")
+        with zipfile.ZipFile(declared_bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(declared_project + "/code.py", "import json\np = json.load(open('params.json'))\n"
+                             "open('output/used.txt', 'w').write(f\"{p['cutoff']} {p['method']}\")\n")
+            archive.writestr(declared_project + "/parameters.json", json.dumps([
+                {"name": "cutoff", "type": "int", "min": 1, "max": 20, "default": 10, "help": "Low-pass cut-off in Hz."},
+                {"name": "method", "choices": ["fast", "exact"], "default": "fast", "help": "exact is slower but does not approximate."},
+            ]))
+        browser.go("/upload")
+        browser.find("#bundle").send_keys(declared_bundle)
+        browser.wait("the declared parameters' form", lambda: browser.find("#declared").is_displayed() and len(driver.find_elements(By.CSS_SELECTOR, "#param-cutoff")) == 1, 10)
+        expect(browser.find("#param-cutoff").get_attribute("value") == "10", "the default is filled in")
+        expect(browser.find("#param-method").tag_name == "select", "a parameter with choices is a list to pick from")
+        expect(not browser.find("#grid").is_displayed(), "the free grid gives way to the form")
+        cutoff = browser.find("#param-cutoff")
+        cutoff.clear()
+        cutoff.send_keys("30")
+        browser.find("#upload-button").click()
+        message = browser.visible("#upload-error", 10)
+        expect("above its maximum, 20" in message.text, f"the value is checked before anything is sent, got {message.text!r}")
+        browser.shot("upload-declared")
+        cutoff.clear()
+        cutoff.send_keys("12")
+        Select(browser.find("#param-method")).select_by_value("exact")
+        browser.find("#upload-button").click()
+        browser.wait("the run's page after uploading", lambda: browser.path().startswith("/jobs/"), 60)
+        browser.wait("the run's parameters on its page", lambda: "cutoff = 12, method = exact" in browser.find("#facts").text, 20)
+        browser.wait("the run to succeed", lambda: browser.find("#status").text == "Succeeded", 120)
+        browser.wait("the run's output", lambda: "used.txt" in browser.find("#files").text, 20)
 
         # A long job: watch it run, then cancel it from its page.
         sleeper = make_bundle(work, "long-simulation", "import time\nfor step in range(600):\n    print('step', step, flush=True)\n    time.sleep(1)\n")

@@ -165,6 +165,49 @@ struct SweepRouterTests {
         }
     }
 
+    static let declarations = """
+        [{"name": "cutoff", "type": "int", "min": 1, "max": 20, "default": 10, "help": "Low-pass cut-off in Hz"},
+         {"name": "method", "choices": ["fast", "exact"], "default": "fast"},
+         {"name": "rate", "type": "float"}]
+        """
+
+    @Test(arguments: [
+        ("cutoff=8,30\nrate=0.5", "sweep.invalid_value", "Run 2: cutoff=30 is above its maximum, 20."),
+        ("cutoff=x\nrate=1", "sweep.invalid_value", "cutoff=x is not a whole number."),
+        ("speed=1\nrate=1", "sweep.invalid_declarations", "it declares no parameter speed; the project's parameters are cutoff, method, rate"),
+        ("method=slow\nrate=1", "sweep.invalid_value", "method=slow is not one of its choices (fast, exact)."),
+        ("cutoff=8", "sweep.invalid_declarations", "rate has no default, so every sweep must give it a value"),
+        ("rate=abc", "sweep.invalid_value", "rate=abc is not a number."),
+    ])
+    func valuesOutsideTheDeclaredParametersAreRefused(grid: String, code: String, message: String) async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let token = try await client.account("lena")
+            let answer = try await Self.create(client, token: token, query: Self.grid(grid), files: ["demo/code.py": "", "demo/parameters.json": Self.declarations])
+            #expect(answer.status == .unprocessableContent && answer.body.contains(code) && answer.body.contains(message), "\(answer.body)")
+            #expect(fixture.queue.messages.withLock { $0.isEmpty })
+        }
+    }
+
+    @Test func declaredDefaultsFillWhatASweepLeavesOut() async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let token = try await client.account("mia")
+            let answer = try await Self.create(client, token: token, query: Self.grid("rate=0.5,1.5\ncutoff=4"), files: ["demo/code.py": "", "demo/parameters.json": Self.declarations])
+            #expect(answer.status == .created, "\(answer.body)")
+            let sweep = try JSONDecoder.ferry().decode(SweepsController.Sweep.self, from: Data(answer.body.utf8))
+            #expect(sweep.parameters == ["cutoff", "method", "rate"], "the declared order")
+            #expect(sweep.runs?.map { $0.parameters.map(\.value) } == [["4", "fast", "0.5"], ["4", "fast", "1.5"]])
+            // Nothing but defaults: one run, when every parameter has one.
+            let single = try await Self.create(
+                client, token: token, query: "", files: ["demo/code.py": "", "demo/parameters.json": #"[{"name": "cutoff", "type": "int", "default": 10}]"#]
+            )
+            #expect(single.status == .created && single.body.contains(#""total":1"#), "\(single.body)")
+            let broken = try await Self.create(client, token: token, query: Self.grid("a=1"), files: ["demo/code.py": "", "demo/parameters.json": "{not json"])
+            #expect(broken.status == .unprocessableContent && broken.body.contains("parameters.json: it must be a JSON list"), "\(broken.body)")
+            let badDefault = try await Self.create(client, token: token, query: "", files: ["demo/code.py": "", "demo/parameters.json": #"[{"name": "n", "type": "int", "default": "many"}]"#])
+            #expect(badDefault.body.contains("the default of n is not a whole number"), "\(badDefault.body)")
+        }
+    }
+
     @Test func aSweepCountsAsItsRunsAgainstTheResearchersLimit() async throws {
         try await BackendRouterTests.withFixture(userLimits: UserLimits(activeJobs: 5)) { fixture, client in
             let token = try await client.account("kim")
