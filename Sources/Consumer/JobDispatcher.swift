@@ -99,6 +99,11 @@ struct JobDispatcher: Service {
             if state.retryable == true {
                 throw RetryableRunFailure(reason: state.reason ?? "the unit failed")
             }
+            // A run that started and ended between two polls: its start is reported first, so its
+            // history, start time and run time are whole (a sweep's table shows every run's time).
+            if state.status.isFinal, let started = state.startedAt, published?.status != .running {
+                try await publish(RunState(jobID: state.jobID, status: .running, startedAt: started))
+            }
             // A new status, or a new reason for the same one (why the job waits in a cluster's queue).
             if state.status != published?.status || state.reason != published?.reason {
                 try await publish(state)

@@ -18,6 +18,7 @@ struct SweepTests {
             var index: Int
             var parameters: [SweepParameter]
             var job: APIJob
+            var runSeconds: Double?
             var summary: [String: Double]?
         }
         var id: String
@@ -163,6 +164,8 @@ struct SweepTests {
         #expect(created.total == 3)
         let done = try await waitUntilFinished(researcher, created.id)
         #expect(done.runs?.map(\.job.status) == ["succeeded", "failed", "succeeded"])
+        // Runs this short may start and end between two of the Consumer's polls: each still has its run time.
+        #expect(done.runs?.allSatisfy { $0.runSeconds != nil } == true, "\(done.runs?.map(\.runSeconds) ?? [])")
         #expect(done.runs?.last?.parameters == [.init(name: "subject", value: "S03"), .init(name: "label", value: "good, too")])
         let failed = try #require(done.runs?[1].job.id)
 
