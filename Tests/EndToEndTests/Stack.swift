@@ -74,35 +74,61 @@ final class Stack: Sendable {
         let data = try TemporaryDirectory("ferry-e2e")
         chmod(data.path, 0o700)
         let sandbox = try TemporaryDirectory("ferry-e2e-sandbox")
-        let ports = try (0..<5).map { _ in try unusedPort() }
-        let (backend, producer, consumer, unit, frontend) = (ports[0], ports[1], ports[2], ports[3], ports[4])
         let common = ["--data-dir", data.path, "--amqp-url", amqp, "--log-level", "warning"]
         let client = HTTPClient(configuration: .init(connectTimeout: .seconds(2), defaultTimeout: .seconds(60)))
         var services: [RunningService] = []
+        // Each service gets a port chosen just before it starts. Another test may take that port in
+        // between (suites run in parallel): the service then cannot bind, and /health may even be
+        // answered by the other test's server. So a service counts as started only when it still runs
+        // a moment after answering, and one that could not bind starts again on another port.
+        func launch(_ executable: String, _ arguments: (Int) -> [String]) async throws -> (service: RunningService, port: Int, arguments: [String]) {
+            for attempt in 1...5 {
+                let port = try unusedPort(), launched = arguments(port)
+                let service = try RunningService(executable, arguments: launched)
+                var failure: (any Error)?
+                do {
+                    _ = try await service.waitForHealth(port: port, client: client)
+                    try await Task.sleep(for: .milliseconds(200))
+                    if service.isRunning { return (service, port, launched) }
+                } catch {
+                    failure = error
+                }
+                _ = try? await service.terminate()
+                guard attempt < 5, service.standardError.contains("Address already in use") else {
+                    throw failure ?? CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "\(executable) exited after starting: \(service.standardError)"])
+                }
+            }
+            throw CancellationError()
+        }
         // Small output limits, so that the disk-filler and file-count tests end quickly.
-        let unitArguments = ["--http-port", "\(unit)"] + common + [
+        let unitSettings = common + [
             "--unit-max-output-mib", "64", "--unit-max-output-files", "20000", "--unit-slots", "\(slots)", "--unit-sandbox-root", sandbox.path,
         ] + unitArguments
+        let ports: (backend: Int, unit: Int, frontend: Int, consumer: Int)
+        let unitLaunch: [String]
         do {
-            for (executable, port, extra) in [
-                ("Producer", producer, [String]()),
-                ("ProcessingUnit", unit, Array(unitArguments.dropFirst(2 + common.count))),
-                ("Consumer", consumer, ["--unit-url", "http://127.0.0.1:\(unit)", "--unit-slots", "\(slots)"]),
-                ("Backend", backend, ["--producer-url", "http://127.0.0.1:\(producer)", "--auth-bcrypt-cost", "4"]),
-                ("Frontend", frontend, ["--backend-url", "http://127.0.0.1:\(backend)"]),
-            ] {
-                let service = try RunningService(executable, arguments: ["--http-port", "\(port)"] + common + extra)
-                services.append(service)
-                _ = try await service.waitForHealth(port: port, client: client)
+            let producer = try await launch("Producer") { ["--http-port", "\($0)"] + common }
+            services.append(producer.service)
+            let unit = try await launch("ProcessingUnit") { ["--http-port", "\($0)"] + unitSettings }
+            services.append(unit.service)
+            let consumer = try await launch("Consumer") { ["--http-port", "\($0)"] + common + ["--unit-url", "http://127.0.0.1:\(unit.port)", "--unit-slots", "\(slots)"] }
+            services.append(consumer.service)
+            let backend = try await launch("Backend") {
+                ["--http-port", "\($0)"] + common + ["--producer-url", "http://127.0.0.1:\(producer.port)", "--auth-bcrypt-cost", "4"]
             }
+            services.append(backend.service)
+            let frontend = try await launch("Frontend") { ["--http-port", "\($0)"] + common + ["--backend-url", "http://127.0.0.1:\(backend.port)"] }
+            services.append(frontend.service)
+            ports = (backend.port, unit.port, frontend.port, consumer.port)
+            unitLaunch = unit.arguments
         } catch {
             for service in services { _ = try? await service.terminate() }
             throw error
         }
         return Stack(
-            data: data, sandbox: sandbox, backendURL: "http://127.0.0.1:\(backend)", frontendURL: "http://127.0.0.1:\(frontend)",
-            unitURL: "http://127.0.0.1:\(unit)", consumerURL: "http://127.0.0.1:\(consumer)", client: client, services: services,
-            unitLaunch: (unitArguments, unit), vhost: vhost
+            data: data, sandbox: sandbox, backendURL: "http://127.0.0.1:\(ports.backend)", frontendURL: "http://127.0.0.1:\(ports.frontend)",
+            unitURL: "http://127.0.0.1:\(ports.unit)", consumerURL: "http://127.0.0.1:\(ports.consumer)", client: client, services: services,
+            unitLaunch: (unitLaunch, ports.unit), vhost: vhost
         )
     }
 
