@@ -191,6 +191,9 @@ struct SweepsController {
 
     static let failedStatuses: Set<JobStatus> = [.failed, .timedOut, .killed, .error]
 
+    /// Files in one combined results zip at most (its directory, about 100 bytes each, is held until the end).
+    static let maxCombinedEntries: UInt64 = 300_000
+
     /// Runs again, as new jobs in the same places, every run that failed, timed out, was killed or
     /// ended in error; the sweep's throttle holds for them too.
     @Sendable func rerunFailed(_ request: Request, context: BackendContext) async throws -> EditedResponse<Sweep> {
@@ -237,6 +240,19 @@ struct SweepsController {
         let data = settings.dataDirectory, threads = settings.fileThreads
         let logger = jobs.logger
         let folders = runs.map { Self.folderName($0, of: runs.count) }
+        // The zip's directory is kept until its end: its size is bounded up front, from each result's
+        // own end record (a few bytes read per run), so a sweep of huge results cannot exhaust memory.
+        let entries = try await threads.runIfActive {
+            try runs.reduce(UInt64(0)) { total, job in
+                total + ((try? ZipDirectoryRecord.read(path: data + "/results/\(job.id).zip"))??.entries ?? 0)
+            }
+        }
+        guard entries <= Self.maxCombinedEntries else {
+            throw APIError(
+                .contentTooLarge, code: "sweep.results_too_large",
+                message: "The runs of this sweep wrote \(entries) files, more than \(Self.maxCombinedEntries) in one zip; download each run's result from its page instead."
+            )
+        }
         let body = ResponseBody { writer in
             var archive = ZipStreamWriter()
             for (job, folder) in zip(runs, folders) {

@@ -208,6 +208,24 @@ struct SweepRouterTests {
         }
     }
 
+    /// The combined zip's directory is held until its end: results with too many files in all are
+    /// refused up front (from their end records), with where to get them instead.
+    @Test func aCombinedZipOfTooManyFilesIsRefusedBeforeItStarts() async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let token = try await client.account("nina")
+            let answer = try await Self.create(client, token: token, query: Self.grid("n=1..2"))
+            let sweep = try JSONDecoder.ferry().decode(SweepsController.Sweep.self, from: Data(answer.body.utf8))
+            let run = try #require(sweep.runs?.first)
+            try FileManager.default.createDirectory(atPath: fixture.directory.file("results"), withIntermediateDirectories: true)
+            try DeclaredEntriesTests.directoryOnly(entries: 400_000, to: fixture.directory.file("results/\(run.job.id).zip"))
+            try await fixture.store.advance(run.job.id, to: .succeeded, at: Date(), resultBytes: 1)
+            try await client.execute(uri: "/api/v1/sweeps/\(sweep.id)/results", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .contentTooLarge)
+                #expect(String(buffer: response.body).contains("400000 files, more than 300000"), "\(String(buffer: response.body))")
+            }
+        }
+    }
+
     @Test func aSweepCountsAsItsRunsAgainstTheResearchersLimit() async throws {
         try await BackendRouterTests.withFixture(userLimits: UserLimits(activeJobs: 5)) { fixture, client in
             let token = try await client.account("kim")
