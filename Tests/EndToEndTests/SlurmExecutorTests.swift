@@ -117,6 +117,35 @@ struct SlurmExecutorTests {
         #expect(most <= 2 && most >= 1, "\(most) jobs of a 2-slot unit were in the cluster at once")
     }
 
+    /// A sweep on the cluster: each run is its own batch job and is given its parameters on the node;
+    /// with throttle 1 (the unit has 2 slots) the cluster never held two runs of it at once (sacct).
+    @Test func aSweepsRunsGetTheirParametersOnTheNodeWithinItsThrottle() async throws {
+        let work = try TemporaryDirectory()
+        let lou = try await Researcher.signUp("lou", on: stack)
+        let code = "import json, os\np = json.load(open('params.json'))\nopen('output/n.txt', 'w').write(f\"{p['n']} {os.environ['FERRY_PARAM_N']} {os.environ['FERRY_RUN_INDEX']}\")\n"
+        let response = try await lou.upload(
+            try Bundles.folder("sweep", files: ["code.py": code], in: work), fileName: "sweep.zip", fields: ["grid": "n=5,6,7", "throttle": "1"], path: "/api/v1/sweeps"
+        )
+        try #require(response.status == 201, "\(String(decoding: response.body, as: UTF8.self))")
+        struct Run: Decodable { var index: Int; var job: APIJob }
+        struct Sweep: Decodable { var runs: [Run] }
+        let runs = try response.decode(Sweep.self).runs
+        var spans: [(Date, Date)] = []
+        for run in runs {
+            let done = try await lou.waitUntilFinished(run.job.id, seconds: 180)
+            #expect(done.status == "succeeded", "\(done.reason ?? "")")
+            #expect(try await lou.result(run.job.id, into: work) == ["n.txt": "\(run.index + 4) \(run.index + 4) \(run.index)"])
+        }
+        try await Self.eventually { try runs.allSatisfy { try !Self.slurmJobs(named: $0.job.id).isEmpty } }
+        for run in runs {
+            let jobs = try Self.slurmJobs(named: run.job.id)
+            #expect(jobs.count == 1)
+            if let job = jobs.first { spans.append((job.submitted, job.ended)) }
+        }
+        let most = spans.map { span in spans.filter { $0.0 <= span.0 && $0.1 > span.0 }.count }.max() ?? 0
+        #expect(most == 1, "\(most) runs of a sweep with throttle 1 were in the cluster at once")
+    }
+
     /// A job waits in Slurm's queue behind one that holds the node: its page says why, in Slurm's
     /// word too; canceled there it never starts. The running one, canceled, ends canceled with what
     /// its output/ had by then.
