@@ -83,6 +83,11 @@ struct JobsController {
     @Sendable func upload(_ request: Request, context: BackendContext) async throws -> EditedResponse<Job> {
         let user = try context.requireUser()
         let bundle = try await acceptBundle(request, user: user)
+        if let declarations = bundle.report.parameterDeclarations {
+            // A project that declares its parameters runs with their defaults, as a sweep of one run
+            // (so it gets params.json like any run); other values go through /api/v1/sweeps.
+            return try await runWithDefaults(bundle, declarations: declarations, user: user)
+        }
         let job = Job(
             id: UUID().uuidString.lowercased(), project: bundle.report.project, owner: user.username, status: .submitted,
             submittedAt: Date(), timeLimit: bundle.limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
@@ -93,6 +98,21 @@ struct JobsController {
             throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
         }
         return try await submit(job, user: user, bundleBytes: bundle.bytes)
+    }
+
+    private func runWithDefaults(_ bundle: AcceptedBundle, declarations: String, user: User) async throws -> EditedResponse<Job> {
+        let record: JobStore.SweepRecord
+        do {
+            let plan = try ParameterDeclarations.parse(declarations).apply(to: SweepPlan(names: [], runs: [[]]))
+            record = try await self.record(sweep: plan, source: "", throttle: 1, bundle: bundle, user: user)
+        } catch {
+            unlink(bundle.path)
+            throw error
+        }
+        guard let job = try await store.runs(ofSweep: record.id).first else {
+            throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
+        }
+        return EditedResponse(status: .created, headers: [.location: "/api/v1/jobs/\(job.id)"], response: job)
     }
 
     /// An upload that passed the bundle rules and the caller's limits, under a temporary name the

@@ -86,7 +86,7 @@ struct ParameterDeclarations: Sendable, Equatable {
         for parameter in parameters {
             let column = plan.names.firstIndex(of: parameter.name)
             guard column != nil || parameter.defaultValue != nil else {
-                throw Self.invalid("\(parameter.name) has no default, so every sweep must give it a value.")
+                throw Self.invalid("\(parameter.name) has no default, so it must be given a value (on the upload page, or a grid line like \(parameter.name)=… for /api/v1/sweeps).")
             }
             for (index, run) in plan.runs.enumerated() {
                 let value = column.map { run[$0] } ?? parameter.defaultValue!

@@ -93,7 +93,6 @@ struct SweepsController {
         if let grid = query.get("grid"), !grid.isEmpty { _ = try SweepPlan.grid(grid, maxRuns: settings.maxSweepRuns) }
         _ = try throttle(query.get("throttle"), runs: settings.maxSweepRuns)
         let bundle = try await jobs.acceptBundle(request, user: user)
-        var links: [String] = []
         do {
             let grid = (bundle.fields["grid"] ?? query.get("grid") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             var plan: SweepPlan, source: String
@@ -120,43 +119,9 @@ struct SweepsController {
             let throttle = try throttle(bundle.fields["throttle"] ?? query.get("throttle"), runs: plan.runs.count)
             try settings.userLimits.check(try await store.holdings(ownerID: user.id), adding: Int64(bundle.bytes), jobs: plan.runs.count)
 
-            let now = Date(), sweepID = UUID().uuidString.lowercased()
-            let reason = SweepTurns.waitingReason(throttle: throttle)
-            let runs = plan.runs.indices.map { index in
-                let parameters = plan.parameters(ofRun: index)
-                let job = Job(
-                    id: UUID().uuidString.lowercased(), project: bundle.report.project, owner: user.username, status: .submitted, reason: reason,
-                    submittedAt: now, timeLimit: bundle.limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
-                    memoryLimit: bundle.limits?.memoryLimitMiB ?? settings.defaultMemoryLimit,
-                    sweep: JobSweep(id: sweepID, index: index + 1, parameters: parameters)
-                )
-                return (job: job, parameters: parameters)
-            }
-            // Every run shares the one uploaded file (bundles are never written after upload).
-            let directory = settings.bundles, path = bundle.path, ids = runs.map(\.job.id)
-            links = try await settings.fileThreads.runIfActive {
-                var made: [String] = []
-                for id in ids {
-                    let target = directory + "/\(id).zip"
-                    guard link(path, target) == 0 else {
-                        for file in made { unlink(file) }
-                        throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
-                    }
-                    made.append(target)
-                }
-                return made
-            }
-            let record = JobStore.SweepRecord(
-                id: sweepID, ownerID: user.id, project: bundle.report.project, createdAt: now, throttle: throttle,
-                names: plan.names, source: source, runs: plan.runs.count
-            )
-            try await store.insert(sweep: record, runs: runs, bundleBytes: bundle.bytes)
-            unlink(bundle.path)
-            jobs.logger.info("sweep created", metadata: ["sweep": "\(sweepID)", "runs": "\(runs.count)", "throttle": "\(throttle)"])
-            await turns.release(sweep: sweepID)
-            return EditedResponse(status: .created, headers: [.location: "/api/v1/sweeps/\(sweepID)"], response: try await sweep(record, withRuns: true))
+            let record = try await jobs.record(sweep: plan, source: source, throttle: throttle, bundle: bundle, user: user)
+            return EditedResponse(status: .created, headers: [.location: "/api/v1/sweeps/\(record.id)"], response: try await sweep(record, withRuns: true))
         } catch {
-            for file in links { unlink(file) }
             unlink(bundle.path)
             throw error
         }
@@ -422,5 +387,52 @@ enum SummaryValue: Decodable {
         if (try? container.decode(Bool.self)) != nil { self = .other; return }
         if let number = try? container.decode(Double.self), number.isFinite { self = .number(number); return }
         self = .other
+    }
+}
+
+extension JobsController {
+    /// Records a sweep of the accepted `bundle`: its row and a job per run, every run sharing the one
+    /// uploaded file (hard links; bundles are never written after upload), then lets the first
+    /// `throttle` go. The bundle's temporary file is gone afterwards; on a failure nothing is kept.
+    func record(sweep plan: SweepPlan, source: String, throttle: Int, bundle: AcceptedBundle, user: User) async throws -> JobStore.SweepRecord {
+        let now = Date(), sweepID = UUID().uuidString.lowercased()
+        let reason = SweepTurns.waitingReason(throttle: throttle)
+        let runs = plan.runs.indices.map { index in
+            let parameters = plan.parameters(ofRun: index)
+            let job = Job(
+                id: UUID().uuidString.lowercased(), project: bundle.report.project, owner: user.username, status: .submitted, reason: reason,
+                submittedAt: now, timeLimit: bundle.limits?.timeLimitSeconds ?? settings.defaultTimeLimit,
+                memoryLimit: bundle.limits?.memoryLimitMiB ?? settings.defaultMemoryLimit,
+                sweep: JobSweep(id: sweepID, index: index + 1, parameters: parameters)
+            )
+            return (job: job, parameters: parameters)
+        }
+        let directory = settings.bundles, path = bundle.path, ids = runs.map(\.job.id)
+        let links = try await settings.fileThreads.runIfActive {
+            var made: [String] = []
+            for id in ids {
+                let target = directory + "/\(id).zip"
+                guard link(path, target) == 0 else {
+                    for file in made { unlink(file) }
+                    throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
+                }
+                made.append(target)
+            }
+            return made
+        }
+        let record = JobStore.SweepRecord(
+            id: sweepID, ownerID: user.id, project: bundle.report.project, createdAt: now, throttle: throttle,
+            names: plan.names, source: source, runs: plan.runs.count
+        )
+        do {
+            try await store.insert(sweep: record, runs: runs, bundleBytes: bundle.bytes)
+        } catch {
+            for file in links { unlink(file) }
+            throw error
+        }
+        unlink(bundle.path)
+        logger.info("sweep created", metadata: ["sweep": "\(sweepID)", "runs": "\(runs.count)", "throttle": "\(throttle)"])
+        await turns.release(sweep: sweepID)
+        return record
     }
 }

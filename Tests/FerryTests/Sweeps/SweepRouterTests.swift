@@ -176,7 +176,7 @@ struct SweepRouterTests {
         ("cutoff=x\nrate=1", "sweep.invalid_value", "cutoff=x is not a whole number."),
         ("speed=1\nrate=1", "sweep.invalid_declarations", "it declares no parameter speed; the project's parameters are cutoff, method, rate"),
         ("method=slow\nrate=1", "sweep.invalid_value", "method=slow is not one of its choices (fast, exact)."),
-        ("cutoff=8", "sweep.invalid_declarations", "rate has no default, so every sweep must give it a value"),
+        ("cutoff=8", "sweep.invalid_declarations", "rate has no default, so it must be given a value"),
         ("rate=abc", "sweep.invalid_value", "rate=abc is not a number."),
     ])
     func valuesOutsideTheDeclaredParametersAreRefused(grid: String, code: String, message: String) async throws {
@@ -203,6 +203,21 @@ struct SweepRouterTests {
             #expect(single.status == .created && single.body.contains(#""total":1"#), "\(single.body)")
             let broken = try await Self.create(client, token: token, query: Self.grid("a=1"), files: ["demo/code.py": "", "demo/parameters.json": "{not json"])
             #expect(broken.status == .unprocessableContent && broken.body.contains("parameters.json: it must be a JSON list"), "\(broken.body)")
+            // A plain upload of such a project runs once with the defaults, given to it like any run's.
+            let job = try await client.execute(
+                uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"],
+                body: BackendRouterTests.bundle(["demo/code.py": "", "demo/parameters.json": #"[{"name": "cutoff", "type": "int", "default": 10}]"#])
+            ) { response -> Job in
+                #expect(response.status == .created)
+                return try JSONDecoder.ferry().decode(Job.self, from: response.body)
+            }
+            #expect(job.sweep?.parameters == [.init(name: "cutoff", value: "10")] && job.sweep?.index == 1)
+            try await client.execute(
+                uri: "/api/v1/jobs", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: "application/zip"],
+                body: BackendRouterTests.bundle(["demo/code.py": "", "demo/parameters.json": Self.declarations])
+            ) { response in
+                #expect(response.status == .unprocessableContent && String(buffer: response.body).contains("rate has no default"))
+            }
             let badDefault = try await Self.create(client, token: token, query: "", files: ["demo/code.py": "", "demo/parameters.json": #"[{"name": "n", "type": "int", "default": "many"}]"#])
             #expect(badDefault.body.contains("the default of n is not a whole number"), "\(badDefault.body)")
         }
