@@ -3,6 +3,7 @@ import FerryBroker
 import FerryContracts
 import FerryHTTPClient
 import FerryService
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -13,7 +14,7 @@ import ServiceLifecycle
 struct EventApplier: Service {
     let link: BrokerLink
     let store: JobStore
-    /// A run of a sweep that ended lets the sweep's next runs go.
+    /// Lets a sweep's next runs go when one of its runs ended.
     var turns: SweepTurns?
     let logger: Logger
 
@@ -39,7 +40,8 @@ struct EventApplier: Service {
         }
         if let moved {
             BackendMetrics.jobMoved(to: event.status, times: moved)
-            if event.status.isFinal { await turns?.jobEnded(event.jobID) }
+            // A run of a sweep that ended lets the sweep's next runs go.
+            if event.status.isFinal, let sweep = moved.sweepID { await turns?.release(sweep: sweep) }
         } else {
             do {
                 try await store.restate(event.jobID, status: event.status, reason: event.reason)
@@ -48,6 +50,24 @@ struct EventApplier: Service {
             }
         }
         logger.debug("job event", metadata: [LogKeys.jobID: "\(event.jobID)", "status": "\(event.status.rawValue)", "applied": "\(moved != nil)"])
+    }
+}
+
+extension JobQueue {
+    /// Hands each message to the Producer and marks its job `queued`, in order, stopping at the first
+    /// the Producer does not take: that one and the rest stay `submitted` for the outbox's next pass.
+    /// Answers how many were queued, and what stopped it.
+    func handOver(_ messages: [JobMessage], store: JobStore) async -> (queued: Int, failure: (any Error)?) {
+        var queued = 0
+        for message in messages {
+            do {
+                try await enqueue(message)
+                if try await store.advance(message.jobID, to: .queued, at: Date(), from: [.submitted]) { queued += 1 }
+            } catch {
+                return (queued, error)
+            }
+        }
+        return (queued, nil)
     }
 }
 

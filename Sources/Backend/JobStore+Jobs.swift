@@ -42,11 +42,12 @@ extension JobStore {
             .compactMap { $0.column("project")?.string }
     }
 
-    /// When a job was submitted, started and finished.
+    /// When a job was submitted, started and finished, and the sweep it is a run of.
     struct Times: Sendable {
         var submitted: Date
         var started: Date?
         var finished: Date?
+        var sweepID: String?
     }
 
     /// Applies a status change if it moves the job forward (and, with `from`, only out of those
@@ -59,8 +60,9 @@ extension JobStore {
         try await move(id, to: status, at: date, exitCode: exitCode, reason: reason, resultBytes: resultBytes, unit: unit, from: from) != nil
     }
 
-    /// `advance`, answering the job's times after the change (nil when it did not move), from the
-    /// same statement: the event consumer records wait and run times without reading the job again.
+    /// `advance`, answering the job's times and sweep after the change (nil when it did not move), from
+    /// the same statement: the event consumer records wait and run times and lets a sweep's next runs
+    /// go without reading the job again.
     func move(
         _ id: String, to status: JobStatus, at date: Date, exitCode: Int32? = nil, reason: String? = nil, resultBytes: Int64? = nil,
         unit: String? = nil, from: Set<JobStatus>? = nil
@@ -75,7 +77,7 @@ extension JobStore {
                 exit_code = COALESCE(?, exit_code), reason = CASE WHEN ? THEN COALESCE(?, reason) ELSE ? END, result_bytes = COALESCE(?, result_bytes),
                 started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,
                 finished_at = CASE WHEN ? THEN ? ELSE finished_at END
-            WHERE id = ? AND status IN (\(placeholders)) RETURNING submitted_at, started_at, finished_at
+            WHERE id = ? AND status IN (\(placeholders)) RETURNING submitted_at, started_at, finished_at, sweep_id
             """,
             [.text(status.rawValue), time, unit.map(SQLiteData.text) ?? .null, exitCode.map { .integer(Int($0)) } ?? .null,
              // A final status keeps what was said before when it says nothing itself; any other status
@@ -104,7 +106,8 @@ extension JobStore {
         guard let submitted = row.column("submitted_at")?.double else { return nil }
         return Times(
             submitted: Date(timeIntervalSince1970: submitted), started: row.column("started_at")?.double.map(Date.init(timeIntervalSince1970:)),
-            finished: row.column("finished_at")?.double.map(Date.init(timeIntervalSince1970:))
+            finished: row.column("finished_at")?.double.map(Date.init(timeIntervalSince1970:)),
+            sweepID: row.column("sweep_id")?.string
         )
     }
 

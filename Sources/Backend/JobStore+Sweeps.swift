@@ -81,25 +81,31 @@ extension JobStore {
             .compactMap { $0.column("sweep_id")?.string }
     }
 
-    /// The sweep a job is a run of.
-    func sweepID(ofJob id: String) async throws -> String? {
-        try await connection.query("SELECT sweep_id FROM jobs WHERE id = ?", [.text(id)]).first?.column("sweep_id")?.string
-    }
-
     /// The sweep if it belongs to `ownerID`; another user's sweep is as absent as a missing one.
     func sweep(_ id: String, ownerID: String) async throws -> SweepRecord? {
         try await connection.query("SELECT * FROM sweeps WHERE id = ? AND owner_id = ?", [.text(id), .text(ownerID)]).first.flatMap(Self.sweepRecord)
     }
 
-    /// The owner's sweeps, newest first, with how many of their runs are in each status.
+    /// The owner's sweeps, newest first, with how many of their runs (the latest job of each place)
+    /// are in each status, counted in one statement (the results page asks every few seconds).
     func sweeps(ownerID: String, limit: Int) async throws -> [(sweep: SweepRecord, counts: [String: Int])] {
         let sweeps = try await connection.query("SELECT * FROM sweeps WHERE owner_id = ? ORDER BY created_at DESC LIMIT ?", [.text(ownerID), .integer(limit)])
             .compactMap(Self.sweepRecord)
-        var answer: [(SweepRecord, [String: Int])] = []
-        for sweep in sweeps {
-            answer.append((sweep, Self.counts(try await runs(ofSweep: sweep.id))))
+        guard !sweeps.isEmpty else { return [] }
+        let placeholders = Array(repeating: "?", count: sweeps.count).joined(separator: ", ")
+        var counts: [String: [String: Int]] = [:]
+        for row in try await connection.query(
+            """
+            SELECT sweep_id, status, COUNT(*) AS n FROM jobs WHERE seq IN (
+                SELECT MAX(seq) FROM jobs WHERE sweep_id IN (\(placeholders)) GROUP BY sweep_id, sweep_index)
+            GROUP BY sweep_id, status
+            """,
+            sweeps.map { .text($0.id) }
+        ) {
+            guard let sweep = row.column("sweep_id")?.string, let status = row.column("status")?.string else { continue }
+            counts[sweep, default: [:]][status] = row.column("n")?.integer ?? 0
         }
-        return answer
+        return sweeps.map { ($0, counts[$0.id] ?? [:]) }
     }
 
     static func counts(_ runs: [Job]) -> [String: Int] {

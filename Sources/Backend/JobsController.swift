@@ -115,6 +115,26 @@ struct JobsController {
         return EditedResponse(status: .created, headers: [.location: "/api/v1/jobs/\(job.id)"], response: job)
     }
 
+    /// Gives each `to` job the bundle of its `from` job (a job id, or a temporary upload's path).
+    /// Bundles are never written after upload, so jobs share the file: a hard link, or a copy where
+    /// the volume has none (a copy may be a GiB: on a file thread, never the pool). All or none:
+    /// false, with nothing left behind, when one cannot be shared (its bundle is gone).
+    func shareBundles(_ pairs: [(from: String, to: String)]) async throws -> Bool {
+        let directory = settings.bundles
+        return try await settings.fileThreads.runIfActive {
+            var made: [String] = []
+            for (from, to) in pairs {
+                let source = from.hasPrefix("/") ? from : directory + "/\(from).zip", target = directory + "/\(to).zip"
+                guard link(source, target) == 0 || (try? FileManager.default.copyItem(atPath: source, toPath: target)) != nil else {
+                    for file in made { unlink(file) }
+                    return false
+                }
+                made.append(target)
+            }
+            return true
+        }
+    }
+
     /// An upload that passed the bundle rules and the caller's limits, under a temporary name the
     /// caller renames (or removes), with the form's fields and the job limits they ask for.
     struct AcceptedBundle: Sendable {
@@ -209,11 +229,7 @@ struct JobsController {
             id: UUID().uuidString.lowercased(), project: original.project, owner: user.username, status: .submitted,
             submittedAt: Date(), timeLimit: original.timeLimit, memoryLimit: original.memoryLimit
         )
-        let from = settings.bundles + "/\(original.id).zip", to = settings.bundles + "/\(job.id).zip"
-        // Bundles are never written after upload, so the new job can share the file.
-        // A copy (where the volume has no hard links) may be a GiB: on a file thread, never the pool.
-        let shared = try await settings.fileThreads.runIfActive { link(from, to) == 0 || (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil }
-        guard shared else {
+        guard try await shareBundles([(from: original.id, to: job.id)]) else {
             throw APIError(.conflict, code: "job.no_bundle", message: "The bundle of job \(original.id) is gone; upload it again.")
         }
         if let sweep = original.sweep, let record = try await store.sweep(sweep.id, ownerID: user.id) {

@@ -35,15 +35,10 @@ struct OutboxSweeper: Service {
             logger.error("cannot read submitted jobs", metadata: ["error": "\(error)"])
             return 0
         }
-        var queued = 0
-        for message in waiting {
-            do {
-                try await queue.enqueue(message)
-                if try await store.advance(message.jobID, to: .queued, at: Date(), from: [.submitted]) { queued += 1 }
-            } catch {
-                logger.warning("submitted jobs wait for the Producer and the broker", metadata: ["waiting": "\(waiting.count)", "error": "\(error)"])
-                break  // the next pass tries again
-            }
+        let handed = await queue.handOver(waiting, store: store)
+        var queued = handed.queued
+        if let failure = handed.failure {  // the next pass tries again
+            logger.warning("submitted jobs wait for the Producer and the broker", metadata: ["waiting": "\(waiting.count)", "error": "\(failure)"])
         }
         if queued > 0 { logger.notice("queued jobs that had stayed submitted", metadata: ["count": "\(queued)"]) }
         // Sweeps whose runs ended while their release failed (or the Backend was down) go on.

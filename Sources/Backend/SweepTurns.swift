@@ -25,23 +25,11 @@ struct SweepTurns: Sendable {
             logger.warning("the sweep's next runs wait for the outbox's next pass", metadata: ["sweep": "\(id)", "error": "\(error)"])
             return 0
         }
-        var queued = 0
-        for message in messages {
-            do {
-                try await queue.enqueue(message)
-                if try await store.advance(message.jobID, to: .queued, at: Date(), from: [.submitted]) { queued += 1 }
-            } catch {
-                // Released and still submitted: the outbox hands it over once the Producer answers.
-                logger.warning("a sweep's run stays submitted until the Producer takes it", metadata: [LogKeys.jobID: "\(message.jobID)", "error": "\(error)"])
-                break
-            }
+        let (queued, failure) = await queue.handOver(messages, store: store)
+        if let failure {
+            // Released and still submitted: the outbox hands them over once the Producer answers.
+            logger.warning("a sweep's runs stay submitted until the Producer takes them", metadata: ["sweep": "\(id)", "error": "\(failure)"])
         }
         return queued
-    }
-
-    /// After a job ended: the next runs of its sweep, if it is a run of one.
-    func jobEnded(_ jobID: String) async {
-        guard let sweep = try? await store.sweepID(ofJob: jobID) else { return }
-        await release(sweep: sweep)
     }
 }

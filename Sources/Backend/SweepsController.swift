@@ -147,8 +147,8 @@ struct SweepsController {
         guard !open.isEmpty else {
             throw APIError(.conflict, code: "sweep.finished", message: "Every run of this sweep already ended; there is nothing to cancel.")
         }
-        // Held runs first, lowest places last: a run that ends meanwhile cannot let a canceled one go.
-        for job in open.sorted(by: { ($0.status == .submitted ? 0 : 1, -($0.sweep?.index ?? 0)) < ($1.status == .submitted ? 0 : 1, -($1.sweep?.index ?? 0)) }) {
+        // Waiting runs first: a running one that ends meanwhile then has no held run left to let go.
+        for job in open.filter({ $0.status == .submitted }) + open.filter({ $0.status != .submitted }) {
             try await jobs.cancel(job, reason: "Canceled with its sweep before it ran.")
         }
         return EditedResponse(status: .accepted, response: try await sweep(record, withRuns: true))
@@ -176,19 +176,7 @@ struct SweepsController {
             (job.status, job.reason, job.submittedAt, job.exitCode, job.startedAt, job.finishedAt, job.resultBytes) = (.submitted, reason, now, nil, nil, nil, nil)
             return (job: job, parameters: old.sweep?.parameters ?? [])
         }
-        let directory = settings.bundles, pairs = zip(failed.map(\.id), runs.map(\.job.id)).map { ($0, $1) }
-        let made = try await settings.fileThreads.runIfActive { () -> [String]? in
-            var made: [String] = []
-            for (from, to) in pairs {
-                guard link(directory + "/\(from).zip", directory + "/\(to).zip") == 0 else {
-                    for file in made { unlink(file) }
-                    return nil
-                }
-                made.append(directory + "/\(to).zip")
-            }
-            return made
-        }
-        guard made != nil else {
+        guard try await jobs.shareBundles(zip(failed, runs).map { (from: $0.id, to: $1.job.id) }) else {
             throw APIError(.conflict, code: "job.no_bundle", message: "The bundle of this sweep's failed runs is gone (Ferry's retention removed it); upload the project again as a new sweep.")
         }
         try await store.insertRuns(runs, sweepID: record.id, ownerID: user.id, bundleBytes: 0)
@@ -392,7 +380,7 @@ enum SummaryValue: Decodable {
 
 extension JobsController {
     /// Records a sweep of the accepted `bundle`: its row and a job per run, every run sharing the one
-    /// uploaded file (hard links; bundles are never written after upload), then lets the first
+    /// uploaded file (`shareBundles`), then lets the first
     /// `throttle` go. The bundle's temporary file is gone afterwards; on a failure nothing is kept.
     func record(sweep plan: SweepPlan, source: String, throttle: Int, bundle: AcceptedBundle, user: User) async throws -> JobStore.SweepRecord {
         let now = Date(), sweepID = UUID().uuidString.lowercased()
@@ -407,18 +395,8 @@ extension JobsController {
             )
             return (job: job, parameters: parameters)
         }
-        let directory = settings.bundles, path = bundle.path, ids = runs.map(\.job.id)
-        let links = try await settings.fileThreads.runIfActive {
-            var made: [String] = []
-            for id in ids {
-                let target = directory + "/\(id).zip"
-                guard link(path, target) == 0 else {
-                    for file in made { unlink(file) }
-                    throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
-                }
-                made.append(target)
-            }
-            return made
+        guard try await shareBundles(runs.map { (from: bundle.path, to: $0.job.id) }) else {
+            throw APIError(.internalServerError, code: "upload.storage", message: "The upload cannot be stored right now; try again later.")
         }
         let record = JobStore.SweepRecord(
             id: sweepID, ownerID: user.id, project: bundle.report.project, createdAt: now, throttle: throttle,
@@ -427,7 +405,7 @@ extension JobsController {
         do {
             try await store.insert(sweep: record, runs: runs, bundleBytes: bundle.bytes)
         } catch {
-            for file in links { unlink(file) }
+            for run in runs { unlink(settings.bundles + "/\(run.job.id).zip") }
             throw error
         }
         unlink(bundle.path)

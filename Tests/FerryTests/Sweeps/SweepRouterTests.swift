@@ -103,7 +103,7 @@ struct SweepRouterTests {
 
             // Run 1 ends: run 3 goes; a run canceled while held never goes, and lets the next go.
             try await fixture.store.advance(runs[0].job.id, to: .succeeded, at: Date())
-            await SweepTurns(store: fixture.store, queue: fixture.queue, logger: .init(label: "test")).jobEnded(runs[0].job.id)
+            await SweepTurns(store: fixture.store, queue: fixture.queue, logger: .init(label: "test")).release(sweep: sweep.id)
             #expect(fixture.queue.messages.withLock { $0.map { $0.sweep?.index } } == [1, 2, 3])
             try await client.execute(uri: "/api/v1/jobs/\(runs[3].job.id)/cancel", method: .post, headers: [.authorization: "Bearer \(token)"]) { response in
                 #expect(response.status == .accepted)
