@@ -37,9 +37,7 @@ struct RunScriptTests {
         try run.run()
         let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
-                await withCheckedContinuation { continuation in
-                    DispatchQueue.global().async { run.waitUntilExit(); continuation.resume() }
-                }
+                try await onOwnThread { run.waitUntilExit() }
                 return true
             }
             group.addTask {
@@ -51,7 +49,7 @@ struct RunScriptTests {
             return first
         }
         if !finished { kill(run.processIdentifier, SIGTERM) }
-        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let said = try await onOwnThread { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
         #expect(finished, "scripts/run kept going with a unit that cannot start:\n\(said)")
         #expect(run.terminationStatus == 78, "\(said)")
         #expect(said.contains("run: processing-unit-") && said.contains("cannot start as configured"), "\(said)")

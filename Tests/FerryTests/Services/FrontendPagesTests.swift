@@ -354,7 +354,7 @@ enum RawHTTP {
     /// The blocking reads run on a thread of their own: on the cooperative pool (two threads here)
     /// they would hold up the server under test, which answers on that pool.
     static func send(_ request: String, port: Int) async throws -> String {
-        try await offThePool { try sendBlocking(request, port: port) }
+        try await onOwnThread { try sendBlocking(request, port: port) }
     }
 
     private static func sendBlocking(_ request: String, port: Int) throws -> String {
@@ -374,15 +374,10 @@ enum RawHTTP {
 
     /// Whether the server answered or closed the connection within `seconds`.
     static func waitForAnswerOrClose(_ descriptor: Int32, seconds: Int) async -> Bool {
-        (try? await offThePool {
+        (try? await onOwnThread {
             var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             return poll(&poller, 1, Int32(seconds * 1000)) == 1
         }) ?? false
     }
 
-    private static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-        }
-    }
 }
