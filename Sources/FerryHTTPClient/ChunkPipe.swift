@@ -1,7 +1,10 @@
 import Foundation
 
 /// A bounded queue of byte chunks between a libcurl callback (which may block its transfer thread)
-/// and async Swift code (whose waits hop to a dispatch thread, never blocking the cooperative pool).
+/// and async Swift code. Async code writes and reads in place when it need not wait; only a wait
+/// goes to a thread of its own, never to the cooperative pool or Dispatch's global queues (on
+/// Linux those run about as many blocked items at once as there are cores, so a few proxied
+/// transfers waiting there would hold up every other user of them, and each other).
 /// A full pipe makes the writer wait, so neither side ever buffers more than `capacity` bytes.
 public final class ChunkPipe: @unchecked Sendable {
     // Sendable invariant: every stored var is read and written only while holding `condition`.
@@ -42,13 +45,10 @@ public final class ChunkPipe: @unchecked Sendable {
     func blockingWrite(_ chunk: [UInt8]) throws {
         condition.lock()
         defer { condition.unlock() }
-        while buffered >= capacity && !readerGone {
+        while !canWrite {
             if !wait() { throw Stalled() }
         }
-        if readerGone { throw ReaderGone() }
-        chunks.append(chunk)
-        buffered += chunk.count
-        condition.broadcast()
+        try append(chunk)
     }
 
     /// Up to `maxBytes` bytes, waiting for some; nil once the writer finished and all was read.
@@ -56,9 +56,53 @@ public final class ChunkPipe: @unchecked Sendable {
     func blockingRead(maxBytes: Int) throws -> [UInt8]? {
         condition.lock()
         defer { condition.unlock() }
-        while chunks.isEmpty && !finished {
+        while !canRead {
             if !wait() { throw Stalled() }
         }
+        return try take(maxBytes: maxBytes)
+    }
+
+    /// Appends a chunk from async code.
+    public func write(_ chunk: [UInt8]) async throws {
+        guard try !writeWithoutWaiting(chunk) else { return }
+        try await onWaitingThread { try self.blockingWrite(chunk) }
+    }
+
+    /// The next chunk for async code; nil at the end.
+    public func read() async throws -> [UInt8]? {
+        if let ready = try readWithoutWaiting() { return ready }
+        return try await onWaitingThread { try self.blockingRead(maxBytes: .max) }
+    }
+
+    /// Appends the chunk if the pipe has room (or throws as `blockingWrite`); false when it would wait.
+    private func writeWithoutWaiting(_ chunk: [UInt8]) throws -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard canWrite else { return false }
+        try append(chunk)
+        return true
+    }
+
+    /// What `blockingRead` answers when it need not wait (a chunk, or nil at the end); nil when it would wait.
+    private func readWithoutWaiting() throws -> [UInt8]?? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard canRead else { return nil }
+        return .some(try take(maxBytes: .max))
+    }
+
+    // The steps both sides take once they need not wait, with `condition` locked.
+    private var canWrite: Bool { buffered < capacity || readerGone }
+    private var canRead: Bool { !chunks.isEmpty || finished }
+
+    private func append(_ chunk: [UInt8]) throws {
+        if readerGone { throw ReaderGone() }
+        chunks.append(chunk)
+        buffered += chunk.count
+        condition.broadcast()
+    }
+
+    private func take(maxBytes: Int) throws -> [UInt8]? {
         if chunks.isEmpty {
             if let failure { throw failure }
             return nil
@@ -71,16 +115,6 @@ public final class ChunkPipe: @unchecked Sendable {
         buffered -= chunk.count
         condition.broadcast()
         return chunk
-    }
-
-    /// Appends a chunk from async code.
-    public func write(_ chunk: [UInt8]) async throws {
-        try await onDispatchThread { try self.blockingWrite(chunk) }
-    }
-
-    /// The next chunk for async code; nil at the end.
-    public func read() async throws -> [UInt8]? {
-        try await onDispatchThread { try self.blockingRead(maxBytes: .max) }
     }
 
     /// The writer is done (with `error` if it failed).
@@ -100,9 +134,10 @@ public final class ChunkPipe: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func onDispatchThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    /// Runs a wait on a thread of its own, which ends with it.
+    private func onWaitingThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
         }
     }
 }
