@@ -121,7 +121,11 @@ extension JobStore {
         return rows.compactMap(Self.message)
     }
 
-    static let messageColumns = "id, owner_id, project, submitted_at, time_limit, memory_limit, sweep_id, sweep_index, params"
+    /// A run's message also says its sweep's size and throttle (for a Slurm job array), from the sweep's row.
+    static let messageColumns = """
+        id, owner_id, project, submitted_at, time_limit, memory_limit, sweep_id, sweep_index, params,
+        (SELECT runs FROM sweeps WHERE sweeps.id = jobs.sweep_id) AS sweep_runs, (SELECT throttle FROM sweeps WHERE sweeps.id = jobs.sweep_id) AS sweep_throttle
+        """
 
     /// The message that queues the job of a row with `messageColumns`.
     static func message(_ row: SQLiteRow) -> JobMessage? {
@@ -131,7 +135,9 @@ extension JobStore {
             jobID: id, owner: owner, project: project, bundlePath: "bundles/\(id).zip",
             limits: JobLimits(timeLimitSeconds: row.column("time_limit")?.integer ?? 3600, memoryLimitMiB: row.column("memory_limit")?.integer ?? 2048),
             submittedAt: Date(timeIntervalSince1970: submitted),
-            sweep: sweep(row).map { SweepRun(sweepID: $0.id, index: $0.index, parameters: $0.parameters) }
+            sweep: sweep(row).map {
+                SweepRun(sweepID: $0.id, index: $0.index, parameters: $0.parameters, runs: row.column("sweep_runs")?.integer, throttle: row.column("sweep_throttle")?.integer)
+            }
         )
     }
 

@@ -207,7 +207,11 @@ struct JobsController {
     func cancel(_ job: Job, reason: String) async throws {
         // The marker first: it is what a unit checks before starting the job and while running it.
         let data = settings.dataDirectory
-        try await settings.fileThreads.runIfActive { try CancelMarker.write(jobID: job.id, dataDirectory: data) }
+        try await settings.fileThreads.runIfActive {
+            try CancelMarker.write(jobID: job.id, dataDirectory: data)
+            // A sweep's place too: a unit that made the sweep a Slurm job array cancels its task.
+            if let sweep = job.sweep { try CancelMarker.write(sweepID: sweep.id, index: sweep.index, dataDirectory: data) }
+        }
         try await store.advance(job.id, to: .canceled, at: Date(), reason: reason, from: [.submitted, .queued])
         guard job.status != .submitted else { return }  // never handed to a unit (a sweep's held run)
         do {

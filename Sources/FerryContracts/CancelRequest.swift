@@ -28,10 +28,28 @@ public enum CancelMarker {
         FileManager.default.fileExists(atPath: path(jobID: jobID, dataDirectory: dataDirectory))
     }
 
+    /// `cancel/sweep-<sweep>-<index>`: a sweep's run at that place was canceled. A unit that made the
+    /// sweep a Slurm job array cancels the array's task of a run no unit took (one canceled while it
+    /// waited for its turn), which would otherwise stay held in the cluster's queue.
+    public static func path(sweepID: String, index: Int, dataDirectory: String) -> String {
+        dataDirectory + "/cancel/sweep-\(sweepID)-\(index)"
+    }
+
+    public static func isCanceled(sweepID: String, index: Int, dataDirectory: String) -> Bool {
+        FileManager.default.fileExists(atPath: path(sweepID: sweepID, index: index, dataDirectory: dataDirectory))
+    }
+
     /// Writes the marker durably (the folder is created when missing).
     public static func write(jobID: String, dataDirectory: String) throws {
+        try write(path(jobID: jobID, dataDirectory: dataDirectory), dataDirectory: dataDirectory)
+    }
+
+    public static func write(sweepID: String, index: Int, dataDirectory: String) throws {
+        try write(path(sweepID: sweepID, index: index, dataDirectory: dataDirectory), dataDirectory: dataDirectory)
+    }
+
+    private static func write(_ path: String, dataDirectory: String) throws {
         try FileManager.default.createDirectory(atPath: dataDirectory + "/cancel", withIntermediateDirectories: true)
-        let path = path(jobID: jobID, dataDirectory: dataDirectory)
         let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
         fsync(descriptor)

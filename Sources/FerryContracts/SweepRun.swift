@@ -2,15 +2,23 @@ import Foundation
 
 /// What a run of a sweep is given: its sweep, its place in it (1-based) and its parameter values,
 /// in the order the sweep names them. `code.py` sees them as `params.json` and `FERRY_PARAM_<NAME>`.
+/// The sweep's size and throttle travel along, so that a unit on the Slurm executor can make the
+/// whole sweep one job array (`--array=1-runs%throttle`); a message without them (from a Backend
+/// before them) is run as its own batch job.
 public struct SweepRun: Codable, Sendable, Equatable {
     public var sweepID: String
     public var index: Int
     public var parameters: [SweepParameter]
+    /// How many runs the sweep has (its highest index), and how many may run at once.
+    public var runs: Int?
+    public var throttle: Int?
 
-    public init(sweepID: String, index: Int, parameters: [SweepParameter]) {
+    public init(sweepID: String, index: Int, parameters: [SweepParameter], runs: Int? = nil, throttle: Int? = nil) {
         self.sweepID = sweepID
         self.index = index
         self.parameters = parameters
+        self.runs = runs
+        self.throttle = throttle
     }
 
     /// Parameters a sweep may have, and the longest value (bytes); both keep environments small.
@@ -24,6 +32,12 @@ public struct SweepRun: Codable, Sendable, Equatable {
     public func problem() -> JobMessageProblem? {
         guard JobID.isValid(sweepID) else { return JobMessageProblem(field: "sweep.sweepID", message: "is not a sweep id (a lowercase UUID)") }
         guard (1...Self.maxRunIndex).contains(index) else { return JobMessageProblem(field: "sweep.index", message: "\(index) is outside 1...\(Self.maxRunIndex)") }
+        if let runs, !(index...Self.maxRunIndex).contains(runs) {
+            return JobMessageProblem(field: "sweep.runs", message: "\(runs) is outside \(index)...\(Self.maxRunIndex) (at least the run's own index)")
+        }
+        if let throttle, !(1...Self.maxRunIndex).contains(throttle) {
+            return JobMessageProblem(field: "sweep.throttle", message: "\(throttle) is outside 1...\(Self.maxRunIndex)")
+        }
         guard (1...Self.maxParameters).contains(parameters.count) else {
             return JobMessageProblem(field: "sweep.parameters", message: "must hold 1 to \(Self.maxParameters) parameters")
         }

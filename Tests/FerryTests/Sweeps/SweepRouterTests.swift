@@ -97,6 +97,8 @@ struct SweepRouterTests {
             #expect(runs.prefix(2).allSatisfy { $0.job.status == .queued } && runs.dropFirst(2).allSatisfy { $0.job.status == .submitted })
             #expect(runs[2].job.reason == "Waits for its turn: this sweep runs at most 2 at once.")
             #expect(fixture.queue.messages.withLock { $0.map { $0.sweep?.index } } == [1, 2])
+            // Each message says the sweep's size and throttle (a Slurm unit's job array: --array=1-6%2).
+            #expect(fixture.queue.messages.withLock { $0.allSatisfy { $0.sweep?.runs == 6 && $0.sweep?.throttle == 2 } })
             // Every run has its own bundle file (links to the one upload) and nothing else is left.
             let bundles = try FileManager.default.contentsOfDirectory(atPath: fixture.directory.file("bundles")).sorted()
             #expect(bundles == runs.map { "\($0.job.id).zip" }.sorted())
@@ -119,6 +121,11 @@ struct SweepRouterTests {
                 #expect(after.finished)
             }
             #expect(fixture.queue.messages.withLock { $0.count } == 4, "run 6 never went")
+            // Each canceled place is marked for the units (a held run's array task is canceled by them); the ended run's is not.
+            let data = fixture.directory.path
+            #expect((2...6).allSatisfy { CancelMarker.isCanceled(sweepID: sweep.id, index: $0, dataDirectory: data) })
+            #expect(!CancelMarker.isCanceled(sweepID: sweep.id, index: 1, dataDirectory: data))
+            #expect(runs.dropFirst().allSatisfy { CancelMarker.isCanceled(jobID: $0.job.id, dataDirectory: data) })
             try await client.execute(uri: "/api/v1/sweeps/\(sweep.id)/cancel", method: .post, headers: [.authorization: "Bearer \(token)"]) { response in
                 #expect(response.status == .conflict)
             }

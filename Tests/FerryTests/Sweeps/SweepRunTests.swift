@@ -58,5 +58,9 @@ struct SweepRunTests {
         }
         #expect(SweepRun(sweepID: "not-a-uuid", index: 1, parameters: [.init(name: "a", value: "1")]).problem()?.field == "sweep.sweepID")
         #expect(SweepRun(sweepID: Self.sweepID, index: 0, parameters: [.init(name: "a", value: "1")]).problem()?.field == "sweep.index")
+        // The sweep's size holds the run's own place; its throttle lets at least one run go.
+        #expect(SweepRun(sweepID: Self.sweepID, index: 3, parameters: [.init(name: "a", value: "1")], runs: 2, throttle: 1).problem()?.field == "sweep.runs")
+        #expect(SweepRun(sweepID: Self.sweepID, index: 3, parameters: [.init(name: "a", value: "1")], runs: 3, throttle: 0).problem()?.field == "sweep.throttle")
+        #expect(SweepRun(sweepID: Self.sweepID, index: 3, parameters: [.init(name: "a", value: "1")], runs: 3, throttle: 1).problem() == nil)
     }
 }
