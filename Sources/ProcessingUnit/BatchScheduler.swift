@@ -14,6 +14,8 @@ protocol BatchScheduler: Sendable {
     func cancel(_ id: String) async throws
     /// The id of the newest job of this name, if the scheduler knows one.
     func find(named name: String) async throws -> String?
+    /// Lets a held job (an array's task, `BatchJob.array`) go to the queue; one already let go is no error.
+    func release(_ id: String) async throws
 }
 
 /// One job for the scheduler: a batch script and what it asks for.
@@ -31,6 +33,15 @@ struct BatchJob: Sendable, Equatable {
     var partition: String?
     var account: String?
     var qos: String?
+    /// A job array of `tasks` tasks (ids `<id>_1` … `<id>_<tasks>`), at most `throttle` running at
+    /// once, every task held until `release`d; nil for one job.
+    var array: BatchArray?
+}
+
+/// One submission for many runs: a sweep on the Slurm executor (`SweepArray`).
+struct BatchArray: Sendable, Equatable {
+    var tasks: Int
+    var throttle: Int
 }
 
 /// Where a job is in the scheduler, in Ferry's terms.

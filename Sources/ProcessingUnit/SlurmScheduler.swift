@@ -43,7 +43,7 @@ struct SlurmScheduler: BatchScheduler {
         let ended = ids.filter { states[$0] == nil }
         guard !ended.isEmpty else { return states }
         // Ended (or unknown to the controller): how, from accounting, else from the controller.
-        let accounting = try await Self.tool("sacct", ["-X", "-n", "-P", "-j", ended.joined(separator: ","), "-o", "JobIDRaw,State,ExitCode,Start,End"])
+        let accounting = try await Self.tool("sacct", ["-X", "-n", "-P", "-j", ended.joined(separator: ","), "-o", "JobID,State,ExitCode,Start,End"])
         if accounting.succeeded {
             states.merge(Self.parseAccounting(accounting.output)) { queued, _ in queued }
         }
@@ -59,6 +59,14 @@ struct SlurmScheduler: BatchScheduler {
         // A job that already ended needs no cancel.
         guard answer.succeeded || answer.problem.contains("already completing or completed") || answer.problem.contains("Invalid job id") else {
             throw SchedulerError("Slurm did not cancel job \(id) (scancel: \(answer.problem))")
+        }
+    }
+
+    func release(_ id: String) async throws {
+        let answer = try await Self.tool("scontrol", ["release", id])
+        // A task let go before (a unit that restarted after releasing it) is not held any more.
+        guard answer.succeeded || answer.problem.contains("not held") || answer.problem.contains("already") else {
+            throw SchedulerError("Slurm did not let job \(id) go (scontrol release: \(answer.problem))")
         }
     }
 
@@ -86,10 +94,11 @@ struct SlurmScheduler: BatchScheduler {
         if let partition = job.partition { arguments.append("--partition=\(partition)") }
         if let account = job.account { arguments.append("--account=\(account)") }
         if let qos = job.qos { arguments.append("--qos=\(qos)") }
+        if let array = job.array { arguments += ["--array=1-\(array.tasks)%\(array.throttle)", "--hold"] }
         return arguments
     }
 
-    /// `sbatch --parsable` prints `id` or `id;cluster`.
+    /// `sbatch --parsable` prints `id` or `id;cluster` (an array's own id for an array).
     static func parseSubmitted(_ output: String) -> String? {
         let id = output.split(whereSeparator: \.isNewline).last.map { String($0.split(separator: ";").first ?? "") }?
             .trimmingCharacters(in: .whitespaces)
@@ -108,7 +117,7 @@ struct SlurmScheduler: BatchScheduler {
         return states
     }
 
-    /// `sacct -X -P -o JobIDRaw,State,ExitCode,Start,End`.
+    /// `sacct -X -P -o JobID,State,ExitCode,Start,End` (JobID: `42`, or `41_3` for an array's task).
     static func parseAccounting(_ output: String) -> [String: BatchJobState] {
         var states: [String: BatchJobState] = [:]
         for line in output.split(whereSeparator: \.isNewline) {

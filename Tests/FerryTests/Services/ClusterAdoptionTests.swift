@@ -31,21 +31,35 @@ struct ClusterAdoptionTests {
             self.jobDirectory = jobDirectory
         }
 
+        /// Array tasks let go (each then ends as it ran), and jobs or tasks canceled.
+        let released = Mutex<[String]>([])
+        let canceled = Mutex<[String]>([])
+        /// Arrays are refused, as Slurm refuses one past its MaxArraySize.
+        let refuseArrays = Mutex(false)
+
         func submit(_ job: BatchJob) async throws -> String {
+            if job.array != nil, refuseArrays.withLock({ $0 }) {
+                throw SchedulerError("Slurm did not take the job (sbatch: error: Batch job submission failed: Invalid job array specification)")
+            }
             recordAtSubmit.withLock { $0.append(ClusterRecord.read(in: jobDirectory)) }
             submitted.withLock { $0.append(job) }
             let id = "\(100 + submitted.withLock { $0.count })"
             let fails = failEverySubmission.withLock { $0 }
             let end = fails ? BatchJobEnd(kind: .infrastructure("NODE_FAIL"), exitCode: 0) : BatchJobEnd(kind: .exited, exitCode: 0)
-            jobs.withLock { $0[id] = Known(name: job.name, state: .ended(end)) }
+            jobs.withLock { $0[id] = Known(name: job.name, state: job.array == nil ? .ended(end) : .pending(reason: "JobHeldUser")) }
             return id
+        }
+
+        func release(_ id: String) async throws {
+            released.withLock { $0.append(id) }
+            jobs.withLock { $0[id] = Known(name: "task", state: .ended(BatchJobEnd(kind: .exited, exitCode: 0))) }
         }
 
         func states(of ids: [String]) async throws -> [String: BatchJobState] {
             jobs.withLock { known in Dictionary(uniqueKeysWithValues: ids.compactMap { id in known[id].map { (id, $0.state) } }) }
         }
 
-        func cancel(_ id: String) async throws {}
+        func cancel(_ id: String) async throws { canceled.withLock { $0.append(id) } }
 
         func find(named name: String) async throws -> String? {
             jobs.withLock { $0.first { $0.value.name == name }?.key }

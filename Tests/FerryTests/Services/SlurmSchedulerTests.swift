@@ -22,12 +22,16 @@ struct SlurmSchedulerTests {
         9|RUNNING|None|2026-12-06T09:58:01
         10|COMPLETING|None|2026-12-06T09:58:01
         11|COMPLETED|None|2026-12-06T09:58:01
+        41_5|PENDING|JobArrayTaskLimit|N/A
+        41_6|PENDING|JobHeldUser|N/A
         """)
         #expect(states["7"] == .pending(reason: "Resources"))
         #expect(states["8"] == .pending(reason: "Priority"))
         guard case .running(let since) = states["9"] else { Issue.record("9 is not running: \(String(describing: states["9"]))"); return }
         #expect(since != nil)
         guard case .running = states["10"] else { Issue.record("a completing job still runs"); return }
+        #expect(states["41_5"] == .pending(reason: "JobArrayTaskLimit"))
+        #expect(states["41_6"] == .pending(reason: "JobHeldUser"))
         // Ended jobs are taken from accounting, with their exit codes.
         #expect(states["11"] == nil)
     }
@@ -43,6 +47,8 @@ struct SlurmSchedulerTests {
         26|PREEMPTED|0:0|2026-12-06T09:00:00|2026-12-06T09:03:00
         27|BOOT_FAIL|0:0|None|2026-12-06T09:03:00
         28|PENDING|0:0|Unknown|Unknown
+        41_3|COMPLETED|2:0|2026-12-06T09:10:49|2026-12-06T09:10:57
+        41_[4-5%2]|PENDING|0:0|Unknown|Unknown
         """)
         func kind(_ id: String) -> BatchJobEnd.Kind? {
             if case .ended(let end) = states[id] { return end.kind }
@@ -60,6 +66,9 @@ struct SlurmSchedulerTests {
         #expect(kind("26") == .infrastructure("PREEMPTED"))
         #expect(kind("27") == .infrastructure("BOOT_FAIL"))
         #expect(states["28"] == .pending(reason: "None"))
+        // An array's task by its own id (JobID, not the raw number Slurm gives a task once it started).
+        guard case .ended(let task) = states["41_3"] else { Issue.record("41_3 did not end"); return }
+        #expect(task.kind == .exited && task.exitCode == 2)
     }
 
     @Test func scontrolIsReadWhereAccountingIsOff() {
@@ -138,6 +147,7 @@ struct SlurmSchedulerTests {
 
     @Test func waitingReasonsSpeakToResearchersAndKeepSlurmsWord() {
         #expect(ClusterExecutor.waitingReason("Priority").contains("higher priority"))
+        #expect(ClusterExecutor.waitingReason("JobArrayTaskLimit").contains("other runs of its sweep"))
         #expect(ClusterExecutor.waitingReason("Resources").contains("(Slurm: Resources)"))
         #expect(ClusterExecutor.waitingReason("QOSMaxJobsPerUserLimit").contains("limits"))
         #expect(ClusterExecutor.waitingReason("ReqNodeNotAvail, UnavailableNodes:ferry-node").contains("not available"))
