@@ -54,21 +54,12 @@ struct ClusterRecord: Codable, Sendable {
             && project.hasPrefix(work) && inside(project)
             && environment.hasPrefix(settings.environments + "/") && inside(environment) && !environment.dropFirst(settings.environments.count + 1).contains("/")
             && python == environment + "/bin/python" && attempt >= 1 && attempt <= 100
-            && schedulerID.map { !$0.isEmpty && $0.allSatisfy(\.isNumber) } ?? true
+            && schedulerID.map { (!$0.isEmpty && $0.count <= 20 && $0.allSatisfy(\.isNumber)) || SweepArray.isTaskID($0) } ?? true
     }
 
     /// Written whole (a temporary name, flushed, renamed) before the step it records is taken.
     func write(in jobDirectory: String) throws {
-        let path = Self.path(in: jobDirectory), temporary = path + ".partial"
-        let data = try JSONEncoder.ferry([.sortedKeys]).encode(self)
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard descriptor >= 0 else { throw ChildRunError(message: "cannot record the cluster job: \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-        let synced = fsync(descriptor)
-        close(descriptor)
-        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            throw ChildRunError(message: "cannot record the cluster job: \(String(cString: strerror(errno)))")
-        }
+        try DurableFile.write(try JSONEncoder.ferry([.sortedKeys]).encode(self), to: Self.path(in: jobDirectory))
     }
 
     /// The records of jobs this unit handed to the cluster and has not finished (no manifest yet).
@@ -121,12 +112,19 @@ struct ClusterRunReport: Equatable {
 }
 
 extension ClusterExecutor {
+    /// Where a script run as a job array's task goes and writes (a lone job is told by sbatch).
+    struct Place {
+        var directory: String
+        var standardOutput: String
+        var standardError: String
+    }
+
     /// The batch script: code.py under the job's exact time limit (`timeout`; the scheduler's own
     /// limit is a backstop a minute later), in the sandbox, with nothing of the submitter's
     /// environment; then the job cgroup's peak memory (the scheduler's sampled MaxRSS misses peaks)
     /// and how it ended, into the report the unit reads. Every word is quoted; none comes from the job.
     static func batchScript(
-        jobID: String, attempt: Int, command: [String], environment: [String: String], filter: String?, timeLimitSeconds: Int, report: String
+        jobID: String, attempt: Int, command: [String], environment: [String: String], filter: String?, timeLimitSeconds: Int, report: String, place: Place? = nil
     ) -> String {
         let environmentWords = environment.sorted { $0.key < $1.key }.map { quoted("\($0.key)=\($0.value)") }.joined(separator: " ")
         let run = ["/usr/bin/timeout", "--kill-after=5", "\(timeLimitSeconds)", "/usr/bin/env", "-i"].map(quoted).joined(separator: " ")
@@ -135,6 +133,7 @@ extension ClusterExecutor {
         #!/bin/bash
         # Ferry job \(jobID), attempt \(attempt): code.py on a node of the cluster.
         export PATH=/usr/bin:/bin
+        \(place.map { "exec >>\(quoted($0.standardOutput)) 2>>\(quoted($0.standardError)); cd \(quoted($0.directory)) || exit 125" } ?? "")
         report=\(quoted(report))
         started=$(date +%s)
         echo "started $started" > "$report"
@@ -175,6 +174,7 @@ extension ClusterExecutor {
         case "None", "": "it has just been handed to the cluster"
         case "BeginTime": "it may not start yet"
         case "Dependency": "it waits for another job"
+        case "JobArrayTaskLimit": "other runs of its sweep hold the places it may use at once"
         case let word where ["ReqNodeNotAvail", "NodeDown", "PartitionDown", "PartitionInactive", "Nodes required"].contains(where: word.hasPrefix):
             "the nodes it needs are not available"
         case let word where word.hasPrefix("QOS") || word.hasPrefix("Assoc"): "the lab's share or job limits on the cluster are reached for now"
@@ -243,7 +243,7 @@ extension JobRunner {
     /// submission, recorded before it is made. Nil when the job was canceled before it was submitted.
     private func schedulerJob(_ record: inout ClusterRecord, cluster: ClusterExecutor, work: String, logger: Logger) async throws -> String? {
         let jobDirectory = settings.jobs + "/" + record.message.jobID
-        if let id = record.schedulerID { return id }
+        if let id = record.schedulerID { return id }  // a held array task is let go while it is followed
         if let found = try await cluster.scheduler.find(named: record.name) {
             logger.info("adopting the job the cluster has from before this unit restarted", metadata: ["slurm.job": "\(found)"])
             record.schedulerID = found
@@ -253,7 +253,10 @@ extension JobRunner {
         if await isCanceled(record.message.jobID) { return nil }
         try record.write(in: jobDirectory)
         unlink(ClusterRunReport.path(in: jobDirectory))
-        let id = try await cluster.scheduler.submit(batchJob(for: record, cluster: cluster, work: work, jobDirectory: jobDirectory))
+        let job = batchJob(for: record, cluster: cluster, work: work, jobDirectory: jobDirectory)
+        // A sweep's run: a task of the sweep's job array, where it can be one.
+        if let task = try await arrayTask(&record, job: job, cluster: cluster, logger: logger) { return task }
+        let id = try await cluster.scheduler.submit(job)
         logger.info("job handed to the cluster", metadata: ["slurm.job": "\(id)", "attempt": "\(record.attempt)"])
         record.schedulerID = id
         try record.write(in: jobDirectory)
@@ -267,14 +270,16 @@ extension JobRunner {
         let command = sandbox.clusterCommand(
             python: record.python, readOnly: [record.environment], work: work, project: record.project, limits: limits, contained: contained, asRoot: cluster.asRoot
         )
+        let stdout = jobDirectory + "/stdout.log", stderr = jobDirectory + "/stderr.log"
         let script = ClusterExecutor.batchScript(
             jobID: message.jobID, attempt: record.attempt, command: command,
             environment: sandbox.environment(for: message.jobID, sweep: message.sweep, pythonEnvironment: record.environment, work: work, sandboxed: contained),
-            filter: contained ? cluster.filterPath : nil, timeLimitSeconds: message.limits.timeLimitSeconds, report: ClusterRunReport.path(in: jobDirectory)
+            filter: contained ? cluster.filterPath : nil, timeLimitSeconds: message.limits.timeLimitSeconds, report: ClusterRunReport.path(in: jobDirectory),
+            place: message.sweep == nil ? nil : .init(directory: record.project, standardOutput: stdout, standardError: stderr)
         )
         return BatchJob(
             name: record.name, script: script, workingDirectory: record.project,
-            standardOutput: jobDirectory + "/stdout.log", standardError: jobDirectory + "/stderr.log",
+            standardOutput: stdout, standardError: stderr,
             cpus: cluster.settings.cpus, memoryMiB: message.limits.memoryLimitMiB,
             timeLimitMinutes: ClusterExecutor.timeLimitMinutes(seconds: message.limits.timeLimitSeconds),
             partition: cluster.settings.partition, account: cluster.settings.account, qos: cluster.settings.qos
@@ -334,6 +339,10 @@ extension JobRunner {
                     switch try await cluster.scheduler.states(of: [id])[id] {
                     case .pending(let reason):
                         unknownSince = nil
+                        if reason == "JobHeldUser", SweepArray.isTaskID(id), stopReason == nil {
+                            // A sweep's array task its unit recorded but had not let go yet (it restarted, or Slurm did not answer).
+                            do { try await cluster.scheduler.release(id) } catch { logger.warning("the cluster did not let the sweep's task go; trying again", metadata: ["error": "\(error)"]) }
+                        }
                         let text = ClusterExecutor.waitingReason(reason)
                         if text != lastReason {
                             lastReason = text
@@ -348,6 +357,9 @@ extension JobRunner {
                         }
                     case .ended(let end):
                         return ClusterFollowed(end: end, stopReason: stopReason, startedAt: startedAt ?? end.startedAt)
+                    case nil where stopReason == .canceled:
+                        // Canceled before it began and already forgotten (an array's task that never left the array).
+                        return ClusterFollowed(end: BatchJobEnd(kind: .canceled, exitCode: 0), stopReason: stopReason, startedAt: startedAt)
                     case nil:
                         // Submitted, yet unknown: a cluster that lost the job (its controller's state) failed it.
                         let since = unknownSince ?? .now
@@ -371,6 +383,11 @@ extension JobRunner {
     ) async throws -> RunState {
         let message = record.message
         let report = ClusterRunReport.read(in: jobDirectory)
+        if let sweep = message.sweep, let id = record.schedulerID, SweepArray.isTaskID(id) {
+            // The task ended: its script goes, and the tasks of runs canceled meanwhile with it.
+            SweepArray(sweepID: sweep.sweepID, dataDirectory: settings.dataDirectory).removeTask(sweep.index)
+            await tidySweepArray(sweep.sweepID, cluster: cluster, logger: logger)
+        }
         let outputLimits = sandbox.settings.outputLimits
         let logs = [jobDirectory + "/stdout.log", jobDirectory + "/stderr.log"]
         var overOutput: OutputLimits.Exceeded?

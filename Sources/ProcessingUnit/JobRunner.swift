@@ -98,8 +98,11 @@ struct JobRunner: Sendable {
             return try await followOnCluster(record, cluster: cluster, manifest: &manifest, logger: logger)
         }
 
-        // A job canceled while it waited in the queue never starts.
-        if await isCanceled(message.jobID) { return Self.canceled(message.jobID, whileRunning: false) }
+        // A job canceled while it waited in the queue never starts (nor does its task in its sweep's array).
+        if await isCanceled(message.jobID) {
+            if let cluster, let sweep = message.sweep { await tidySweepArray(sweep.sweepID, cluster: cluster, logger: logger) }
+            return Self.canceled(message.jobID, whileRunning: false)
+        }
 
         // Preparing: a fresh work folder with the bundle in it, then the environment.
         let preparing = Date()

@@ -89,7 +89,8 @@ func buildProcessingUnit(reader: ConfigReader) async throws -> some ApplicationP
         }
     }
     let janitor = WorkFolderJanitor(jobs: settings.jobs, workFolders: settings.workFolders, keep: TimeInterval(settings.keepWorkSeconds), logger: logger)
-    return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor, janitor], logger: logger)
+    let arrayJanitor: [any Service] = runner.cluster.map { [SweepArrayJanitor(runner: runner, cluster: $0, logger: logger)] } ?? []
+    return buildServiceApplication(service: "processing-unit", router: router, http: http, services: [executor, janitor] + arrayJanitor, logger: logger)
 }
 
 /// The Slurm executor: the cluster must answer (and have the partition), and the nodes find the

@@ -117,33 +117,66 @@ struct SlurmExecutorTests {
         #expect(most <= 2 && most >= 1, "\(most) jobs of a 2-slot unit were in the cluster at once")
     }
 
-    /// A sweep on the cluster: each run is its own batch job and is given its parameters on the node;
-    /// with throttle 1 (the unit has 2 slots) the cluster never held two runs of it at once (sacct).
-    @Test func aSweepsRunsGetTheirParametersOnTheNodeWithinItsThrottle() async throws {
+    /// A sweep on the cluster is one Slurm job array: each run is its task (`<array>_<index>`),
+    /// given its parameters on the node; the array carries the sweep's throttle (`%1`), and the
+    /// cluster never ran two of its runs at once (sacct).
+    @Test func aSweepIsOneJobArrayWhoseTasksGetTheirParametersWithinItsThrottle() async throws {
         let work = try TemporaryDirectory()
         let lou = try await Researcher.signUp("lou", on: stack)
-        let code = "import json, os\np = json.load(open('params.json'))\nopen('output/n.txt', 'w').write(f\"{p['n']} {os.environ['FERRY_PARAM_N']} {os.environ['FERRY_RUN_INDEX']}\")\n"
+        let code = "import json, os\np = json.load(open('params.json'))\nopen('output/n.txt', 'w').write(f\"{p['n']} {os.environ['FERRY_PARAM_N']} {os.environ['FERRY_RUN_INDEX']}\")\nprint('run', os.environ['FERRY_RUN_INDEX'])\n"
         let response = try await lou.upload(
             try Bundles.folder("sweep", files: ["code.py": code], in: work), fileName: "sweep.zip", fields: ["grid": "n=5,6,7", "throttle": "1"], path: "/api/v1/sweeps"
         )
         try #require(response.status == 201, "\(String(decoding: response.body, as: UTF8.self))")
-        struct Run: Decodable { var index: Int; var job: APIJob }
-        struct Sweep: Decodable { var runs: [Run] }
-        let runs = try response.decode(Sweep.self).runs
-        var spans: [(Date, Date)] = []
-        for run in runs {
+        let sweep = try response.decode(APISweep.self)
+        var tasks: [String] = []
+        for run in sweep.runs {
             let done = try await lou.waitUntilFinished(run.job.id, seconds: 180)
             #expect(done.status == "succeeded", "\(done.reason ?? "")")
             #expect(try await lou.result(run.job.id, into: work) == ["n.txt": "\(run.index + 4) \(run.index + 4) \(run.index)"])
+            #expect(try await lou.log(run.job.id, stream: "stdout") == "run \(run.index)\n", "the task writes its run's own log")
+            tasks.append(try clusterJob(of: run.job.id))
         }
-        try await Self.eventually { try runs.allSatisfy { try !Self.slurmJobs(named: $0.job.id).isEmpty } }
-        for run in runs {
-            let jobs = try Self.slurmJobs(named: run.job.id)
-            #expect(jobs.count == 1)
-            if let job = jobs.first { spans.append((job.submitted, job.ended)) }
+        let array = try #require(tasks.first?.split(separator: "_").first.map(String.init))
+        #expect(tasks == sweep.runs.map { "\(array)_\($0.index)" }, "each run is its own task of one array")
+        #expect(try Self.slurm("scontrol", ["show", "job", "-o", "\(array)_1"]).contains("ArrayTaskThrottle=1"))
+        #expect(try Self.slurm("squeue", ["-h", "--states=all", "-n", "ferry-sweep-\(sweep.id)", "-o", "%i"]).split(separator: "\n").allSatisfy { $0.hasPrefix(array + "_") })
+        var spans: [(Date, Date)] = []
+        try await Self.eventually { try Self.arrayTasks(array).count == 3 }
+        for task in try Self.arrayTasks(array) {
+            #expect(task.state == "COMPLETED", "\(task.id)")
+            if let started = task.started { spans.append((started, task.ended)) }
         }
         let most = spans.map { span in spans.filter { $0.0 <= span.0 && $0.1 > span.0 }.count }.max() ?? 0
-        #expect(most == 1, "\(most) runs of a sweep with throttle 1 were in the cluster at once")
+        #expect(spans.count == 3 && most == 1, "\(most) runs of a sweep with throttle 1 ran in the cluster at once")
+    }
+
+    /// A sweep canceled while its first run runs: that run ends canceled, and the tasks of the runs
+    /// that waited for their turn (no unit took them) are canceled in the cluster, none left held.
+    @Test func aCanceledSweepLeavesNoTaskHeldInTheCluster() async throws {
+        let work = try TemporaryDirectory()
+        let kim = try await Researcher.signUp("kim", on: stack)
+        let code = "import time\nprint('begun', flush=True)\ntime.sleep(120)\n"
+        let response = try await kim.upload(
+            try Bundles.folder("long-sweep", files: ["code.py": code], in: work), fileName: "long-sweep.zip", fields: ["grid": "n=1..4", "throttle": "1"], path: "/api/v1/sweeps"
+        )
+        try #require(response.status == 201, "\(String(decoding: response.body, as: UTF8.self))")
+        let sweep = try response.decode(APISweep.self)
+        let first = try #require(sweep.runs.first)
+        _ = try await Self.waitFor(kim, first.job.id, seconds: 120) { $0.status == "running" }
+        let task = try clusterJob(of: first.job.id)
+        let array = String(task.split(separator: "_")[0])
+        #expect(try Self.slurm("squeue", ["-h", "-j", array, "--states=PENDING", "-o", "%i %r"]).contains("JobHeldUser"), "the other runs' tasks wait held")
+
+        let canceled = try await stack.client.execute(HTTPRequest(method: "POST", url: stack.backendURL + "/api/v1/sweeps/\(sweep.id)/cancel", headers: kim.auth))
+        #expect(canceled.status == 202)
+        for run in sweep.runs {
+            #expect(try await kim.waitUntilFinished(run.job.id, seconds: 60).status == "canceled")
+        }
+        try await Self.eventually(seconds: 60) {
+            try Self.slurm("squeue", ["-h", "-j", array, "--states=PENDING", "-o", "%i"]).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        }
+        try await Self.eventually { try Self.arrayTasks(array).first { $0.id == task }?.state == "CANCELLED" }
     }
 
     /// A job waits in Slurm's queue behind one that holds the node: its page says why, in Slurm's
@@ -221,6 +254,24 @@ struct SlurmExecutorTests {
 
     // MARK: Helpers
 
+    struct APISweep: Decodable {
+        struct Run: Decodable { var index: Int; var job: APIJob }
+        var id: String
+        var runs: [Run]
+    }
+
+    /// The cluster's id of a finished job's run, from its manifest.
+    func clusterJob(of jobID: String) throws -> String {
+        let data = try Data(contentsOf: URL(fileURLWithPath: stack.data.file("jobs/\(jobID)/cluster.json")))
+        struct Record: Decodable { var schedulerID: String? }
+        return try #require(try JSONDecoder().decode(Record.self, from: data).schedulerID, "job \(jobID) has no cluster job")
+    }
+
+    /// The tasks of an array that started or ended, from Slurm's accounting.
+    static func arrayTasks(_ array: String) throws -> [SlurmJob] {
+        try accounting(["-j", array, "-o", "JobID,State,Submit,Start,End"]).filter { !$0.id.contains("[") }
+    }
+
     /// The cluster's jobs for a Ferry job (every attempt), from Slurm's accounting.
     struct SlurmJob {
         var id: String
@@ -232,7 +283,11 @@ struct SlurmExecutorTests {
 
     static func slurmJobs(named jobID: String) throws -> [SlurmJob] {
         let names = (1...3).map { "ferry-\(jobID)-\($0)" }.joined(separator: ",")
-        let output = try slurm("sacct", ["-X", "-n", "-P", "-a", "--name=\(names)", "-S", "now-1days", "-o", "JobIDRaw,State,Submit,Start,End"])
+        return try accounting(["--name=\(names)", "-o", "JobIDRaw,State,Submit,Start,End"])
+    }
+
+    static func accounting(_ arguments: [String]) throws -> [SlurmJob] {
+        let output = try slurm("sacct", ["-X", "-n", "-P", "-a", "-S", "now-1days"] + arguments)
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
