@@ -27,12 +27,10 @@ public struct ChildProcess {
         process.standardOutput = output
         if includingErrors { process.standardError = output }
         try process.run()
-        let data = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
-            DispatchQueue.global().async {
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                continuation.resume(returning: data)
-            }
+        let data = try await onOwnThread {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return data
         }
         return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
     }

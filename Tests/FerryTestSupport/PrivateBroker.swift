@@ -57,9 +57,7 @@ public final class PrivateBroker: Sendable {
         defer { try? FileManager.default.removeItem(atPath: log) }
         let script = "cd '\(Repository.root)' && source scripts/lib/broker.sh && \(command)"
         let line = "/bin/bash -c \"\(script.replacingOccurrences(of: "\"", with: "\\\""))\" > '\(log)' 2>&1 < /dev/null"
-        let status = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: system(line)) }
-        }
+        let status = try await onOwnThread { system(line) }
         let exitStatus = (status >> 8) & 0xFF
         return ChildProcess.Outcome(status: exitStatus, output: (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }

@@ -60,11 +60,9 @@ public final class RunningService: @unchecked Sendable {
     }
 
     public func waitForExit() async throws -> Int32 {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { [process] in
-                process.waitUntilExit()
-                continuation.resume(returning: process.terminationStatus)
-            }
+        try await onOwnThread { [process] in
+            process.waitUntilExit()
+            return process.terminationStatus
         }
     }
 }
