@@ -21,7 +21,7 @@ import uuid
 import zipfile
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -58,11 +58,23 @@ class Browser:
         return WebDriverWait(self.driver, seconds).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
     def wait(self, what, condition, seconds=60):
+        # The pages redraw their live parts while they are read: an element replaced between being
+        # found and being read is looked for again at the next poll.
         try:
-            return WebDriverWait(self.driver, seconds, poll_frequency=0.2).until(lambda _: condition())
+            return WebDriverWait(self.driver, seconds, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]).until(lambda _: condition())
         except TimeoutException:
             self.shot("timeout-" + what.replace(" ", "-"))
             raise AssertionError(f"timed out after {seconds} s waiting for: {what} (on {self.driver.current_url})")
+
+    def settled(self, action, tries=10):
+        """`action`'s answer, done again when the page redrew what it found (a live table's rows)."""
+        for attempt in range(tries):
+            try:
+                return action()
+            except StaleElementReferenceException:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.2)
 
     def path(self):
         return self.driver.current_url[len(self.base):]
@@ -107,8 +119,10 @@ def make_bundle(folder, name, code):
 
 
 def badge_text(browser, row_css):
-    rows = browser.driver.find_elements(By.CSS_SELECTOR, row_css)
-    return rows[0].find_element(By.CSS_SELECTOR, ".badge").text if rows else None
+    def read():
+        rows = browser.driver.find_elements(By.CSS_SELECTOR, row_css)
+        return rows[0].find_element(By.CSS_SELECTOR, ".badge").text if rows else None
+    return browser.settled(read)
 
 
 def main():
@@ -176,14 +190,14 @@ def main():
         browser.wait("the results page after uploading", lambda: browser.path().startswith("/results"), 60)
         row = f"tr[data-job-id]"
         browser.find(row, 20)
-        expect(project in driver.find_element(By.CSS_SELECTOR, "#jobs tbody").text, "the new job is listed")
+        browser.wait("the new job in the list", lambda: project in browser.find("#jobs tbody").text, 20)
         loaded_at = driver.execute_script("return performance.timeOrigin")
         browser.wait("the job to succeed on the results page", lambda: badge_text(browser, f"tr[data-job-id]") == "Succeeded", 120)
         expect(driver.execute_script("return performance.timeOrigin") == loaded_at, "the page updated without a reload")
         browser.shot("results")
 
         # Download the result with one click and look inside.
-        driver.find_element(By.CSS_SELECTOR, "tr[data-job-id] a[download]").click()
+        browser.settled(lambda: driver.find_element(By.CSS_SELECTOR, "tr[data-job-id] a[download]").click())
         browser.wait("the result download", lambda: any(name.endswith(".zip") for name in os.listdir(downloads)), 30)
         result = os.path.join(downloads, next(name for name in os.listdir(downloads) if name.endswith(".zip")))
         with zipfile.ZipFile(result) as archive:
@@ -191,7 +205,7 @@ def main():
         expect('"mean": 2.0' in summary, f"the downloaded result holds the job's output, got {summary!r}")
 
         # The job's page: output, history, manifest.
-        driver.find_element(By.CSS_SELECTOR, "tr[data-job-id] td a").click()
+        browser.settled(lambda: driver.find_element(By.CSS_SELECTOR, "tr[data-job-id] td a").click())
         browser.wait("the job page", lambda: browser.path().startswith("/jobs/"))
         browser.wait("stdout on the job page", lambda: "mean is 2.0" in browser.find("#log").text, 20)
         browser.wait("the manifest on the job page", lambda: "Python" in browser.find("#manifest").text, 20)
@@ -201,8 +215,10 @@ def main():
         # The result's files on the job page, previewed without a download: the JSON pretty, the plot as an image.
         browser.wait("the result's files", lambda: "summary.json" in browser.find("#files").text and "plot.png" in browser.find("#files").text, 20)
         def preview(name):
-            row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#files tr") if r.find_element(By.CSS_SELECTOR, ".file-name").text == name)
-            row.find_element(By.CSS_SELECTOR, "button").click()
+            def click():
+                row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#files tr") if r.find_element(By.CSS_SELECTOR, ".file-name").text == name)
+                row.find_element(By.CSS_SELECTOR, "button").click()
+            browser.settled(click)
         preview("summary.json")
         # As written: 2.0 stays 2.0 and a 20-digit integer is not rounded.
         browser.wait("the JSON preview", lambda: '"mean": 2.0,\n  "seed": 12345678901234567891' in browser.find("#preview").text, 20)
@@ -234,15 +250,15 @@ def main():
         browser.wait("every run to succeed on the sweep's page", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-status=succeeded]")) == 6, 120)
         expect(driver.execute_script("return performance.timeOrigin") == loaded_at, "the sweep's table filled in without a reload")
         expect("6 of 6 runs ended" in browser.find("#sweep-summary").text, "the summary counts the runs")
-        header = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#runs thead th")]
+        header = browser.settled(lambda: [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#runs thead th")])
         expect(header[:5] == ["Run ▲", "cutoff", "seed", "Status", "Run time"] and "accuracy" in header and "loss" in header, f"the table's columns, got {header}")
         browser.shot("sweep")
         accuracy = header.index("accuracy")
-        next(b for b in driver.find_elements(By.CSS_SELECTOR, "#runs thead th button") if b.text.startswith("accuracy")).click()
-        values = [row.find_elements(By.CSS_SELECTOR, "td")[accuracy].text for row in driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")]
+        browser.settled(lambda: next(b for b in driver.find_elements(By.CSS_SELECTOR, "#runs thead th button") if b.text.startswith("accuracy")).click())
+        values = browser.settled(lambda: [row.find_elements(By.CSS_SELECTOR, "td")[accuracy].text for row in driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")])
         expect(values == ["0.62", "0.61", "0.52", "0.51", "0.42", "0.41"], f"sorted by accuracy, best first, got {values}")
         browser.shot("sweep-sorted")
-        driver.find_element(By.CSS_SELECTOR, "#runs tbody tr td a").click()
+        browser.settled(lambda: driver.find_element(By.CSS_SELECTOR, "#runs tbody tr td a").click())
         browser.wait("the best run's page", lambda: browser.path().startswith("/jobs/"))
         browser.wait("the run's parameters", lambda: "cutoff = 12, seed = 2" in browser.find("#facts").text, 20)
         browser.wait("the run's files", lambda: "plot.png" in browser.find("#files").text, 20)
@@ -292,8 +308,7 @@ def main():
         browser.find("#upload-button").click()
         browser.wait("the results page", lambda: browser.path().startswith("/results"), 60)
         browser.wait("the long job in the list", lambda: "long-simulation" in browser.find("#jobs tbody").text, 20)
-        link = next(a for a in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody td a") if a.text == "long-simulation")
-        link.click()
+        browser.settled(lambda: next(a for a in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody td a") if a.text == "long-simulation").click())
         browser.wait("the long job to run", lambda: browser.find("#status").text == "Running", 60)
         browser.wait("its live output", lambda: "step 2" in browser.find("#log").text, 30)
         browser.shot("job-running")
