@@ -123,7 +123,9 @@ struct SlurmExecutorTests {
     @Test func aSweepIsOneJobArrayWhoseTasksGetTheirParametersWithinItsThrottle() async throws {
         let work = try TemporaryDirectory()
         let lou = try await Researcher.signUp("lou", on: stack)
-        let code = "import json, os\np = json.load(open('params.json'))\nopen('output/n.txt', 'w').write(f\"{p['n']} {os.environ['FERRY_PARAM_N']} {os.environ['FERRY_RUN_INDEX']}\")\nprint('run', os.environ['FERRY_RUN_INDEX'])\n"
+        // Each run lasts over a second: sacct's times are whole seconds, and a run that started and
+        // ended within one would not overlap even itself.
+        let code = "import json, os, time\ntime.sleep(1.2)\np = json.load(open('params.json'))\nopen('output/n.txt', 'w').write(f\"{p['n']} {os.environ['FERRY_PARAM_N']} {os.environ['FERRY_RUN_INDEX']}\")\nprint('run', os.environ['FERRY_RUN_INDEX'])\n"
         let response = try await lou.upload(
             try Bundles.folder("sweep", files: ["code.py": code], in: work), fileName: "sweep.zip", fields: ["grid": "n=5,6,7", "throttle": "1"], path: "/api/v1/sweeps"
         )
