@@ -209,12 +209,8 @@ struct EnvironmentCache: Sendable {
     }
 
     private static func writeRecord(_ text: String, to path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw EnvironmentError(message: "cannot write \(path): \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
-        let bytes = Array(text.utf8)
-        guard write(descriptor, bytes, bytes.count) == bytes.count, fsync(descriptor) == 0 else {
-            throw EnvironmentError(message: "cannot write \(path): \(String(cString: strerror(errno)))")
+        guard try DurableFile.create(Data(text.utf8), at: path, permissions: 0o644) else {
+            throw EnvironmentError(message: "cannot write \((path as NSString).lastPathComponent): the new environment has one already")
         }
     }
 

@@ -107,16 +107,7 @@ struct SweepArray {
 
     /// Claims task `index` for `jobID` (`O_EXCL`: one claimer, whichever unit comes first).
     func claim(_ index: Int, for jobID: String) throws -> Claim {
-        let path = claimPath(index)
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if descriptor >= 0 {
-            let written = Glibc.write(descriptor, jobID, jobID.utf8.count)
-            fsync(descriptor)
-            close(descriptor)
-            guard written == jobID.utf8.count else { unlink(path); throw ChildRunError(message: "cannot claim the sweep's array task \(index)") }
-            return .ours
-        }
-        guard errno == EEXIST else { throw ChildRunError(message: "cannot claim the sweep's array task \(index): \(String(cString: strerror(errno)))") }
+        if try DurableFile.create(Data(jobID.utf8), at: claimPath(index)) { return .ours }
         return claimant(index) == jobID ? .ours : .taken
     }
 
@@ -251,21 +242,6 @@ struct SweepArrayJanitor: Service {
             let sweeps = await BlockingWork.run { ((try? FileManager.default.contentsOfDirectory(atPath: arrays)) ?? []).filter(JobID.isValid) }
             for sweep in sweeps { await runner.tidySweepArray(sweep, cluster: cluster, logger: logger) }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
-        }
-    }
-}
-
-/// A small file written whole: a temporary name, flushed, renamed; the unit's own (0600).
-enum DurableFile {
-    static func write(_ data: Data, to path: String) throws {
-        let temporary = path + ".partial"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard descriptor >= 0 else { throw ChildRunError(message: "cannot write \((path as NSString).lastPathComponent): \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-        let synced = fsync(descriptor)
-        close(descriptor)
-        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            throw ChildRunError(message: "cannot write \((path as NSString).lastPathComponent): \(String(cString: strerror(errno)))")
         }
     }
 }

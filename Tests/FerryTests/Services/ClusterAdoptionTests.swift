@@ -66,6 +66,32 @@ struct ClusterAdoptionTests {
         }
     }
 
+    /// A unit's runner on the Slurm executor, with the scheduler fake.
+    static func clusterRunner(settings: UnitSettings, scheduler: FakeScheduler, registry: RunRegistry) -> JobRunner {
+        var runner = JobRunner(
+            settings: settings, sandbox: .unsandboxed,
+            environments: EnvironmentCache(settings: settings, sandbox: .unsandboxed, pythonVersion: "3", logger: Logger(label: "test")),
+            registry: registry, logger: Logger(label: "test")
+        )
+        runner.cluster = ClusterExecutor(scheduler: scheduler, settings: ClusterSettings(pollInterval: .milliseconds(10)), filterPath: "", asRoot: false)
+        return runner
+    }
+
+    /// A job as a unit has it when it hands its first attempt to the cluster: its project in its work
+    /// folder, with one file in `output/`, and the attempt recorded (with Slurm's id, if it has one).
+    static func prepareFirstAttempt(_ message: JobMessage, settings: UnitSettings, output: (name: String, content: String), schedulerID: String? = nil) throws {
+        let jobID = message.jobID
+        let project = settings.work(of: jobID) + "/proj"
+        try FileManager.default.createDirectory(atPath: project + "/output", withIntermediateDirectories: true)
+        try Data(output.content.utf8).write(to: URL(fileURLWithPath: project + "/output/" + output.name))
+        let jobDirectory = settings.jobs + "/" + jobID
+        try FileManager.default.createDirectory(atPath: jobDirectory, withIntermediateDirectories: true)
+        try ClusterRecord(
+            message: message, unit: settings.name, attempt: 1, schedulerID: schedulerID, project: project,
+            environment: settings.environments + "/x", python: settings.environments + "/x/bin/python", manifest: Manifest(jobID: jobID, unit: settings.name, python: "3")
+        ).write(in: jobDirectory)
+    }
+
     struct Setup {
         let folder: TemporaryDirectory
         let message: JobMessage
@@ -82,26 +108,11 @@ struct ClusterAdoptionTests {
                 limits: JobLimits(timeLimitSeconds: 60, memoryLimitMiB: 256), submittedAt: Date()
             )
             let settings = UnitSettings(dataDirectory: folder.path)
-            let project = settings.work(of: jobID) + "/proj"
-            try FileManager.default.createDirectory(atPath: project + "/output", withIntermediateDirectories: true)
-            try Data("42".utf8).write(to: URL(fileURLWithPath: project + "/output/answer.txt"))
-            let jobDirectory = folder.path + "/jobs/" + jobID
-            try FileManager.default.createDirectory(atPath: jobDirectory, withIntermediateDirectories: true)
             // What the unit that died had recorded: the attempt (and, if it got that far, Slurm's id).
-            let record = ClusterRecord(
-                message: message, unit: settings.name, attempt: 1, schedulerID: schedulerID, project: project,
-                environment: settings.environments + "/x", python: settings.environments + "/x/bin/python", manifest: Manifest(jobID: jobID, unit: settings.name, python: "3")
-            )
-            try record.write(in: jobDirectory)
+            try ClusterAdoptionTests.prepareFirstAttempt(message, settings: settings, output: ("answer.txt", "42"), schedulerID: schedulerID)
             registry = RunRegistry()
-            scheduler = FakeScheduler(jobs: known, jobDirectory: jobDirectory)
-            var runner = JobRunner(
-                settings: settings, sandbox: .unsandboxed,
-                environments: EnvironmentCache(settings: settings, sandbox: .unsandboxed, pythonVersion: "3", logger: Logger(label: "test")),
-                registry: registry, logger: Logger(label: "test")
-            )
-            runner.cluster = ClusterExecutor(scheduler: scheduler, settings: ClusterSettings(pollInterval: .milliseconds(10)), filterPath: "", asRoot: false)
-            self.runner = runner
+            scheduler = FakeScheduler(jobs: known, jobDirectory: folder.path + "/jobs/" + jobID)
+            runner = ClusterAdoptionTests.clusterRunner(settings: settings, scheduler: scheduler, registry: registry)
         }
 
         func run() async throws -> RunState {

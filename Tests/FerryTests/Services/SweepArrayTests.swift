@@ -25,13 +25,7 @@ struct SweepArrayTests {
             folder = try TemporaryDirectory("ferry-array")
             let settings = UnitSettings(dataDirectory: folder.path)
             scheduler = FakeScheduler(jobs: [:], jobDirectory: folder.path + "/none")
-            var runner = JobRunner(
-                settings: settings, sandbox: .unsandboxed,
-                environments: EnvironmentCache(settings: settings, sandbox: .unsandboxed, pythonVersion: "3", logger: Logger(label: "test")),
-                registry: registry, logger: Logger(label: "test")
-            )
-            runner.cluster = ClusterExecutor(scheduler: scheduler, settings: ClusterSettings(pollInterval: .milliseconds(10)), filterPath: "", asRoot: false)
-            self.runner = runner
+            runner = ClusterAdoptionTests.clusterRunner(settings: settings, scheduler: scheduler, registry: registry)
         }
 
         /// A run of the sweep as a unit has it when it hands the run to the cluster: prepared (its
@@ -43,15 +37,7 @@ struct SweepArrayTests {
                 limits: JobLimits(timeLimitSeconds: 60, memoryLimitMiB: memory), submittedAt: Date(),
                 sweep: SweepRun(sweepID: sweepID, index: index, parameters: [.init(name: "n", value: "\(index)")], runs: runs, throttle: throttle)
             )
-            let project = settings.work(of: jobID) + "/proj"
-            try FileManager.default.createDirectory(atPath: project + "/output", withIntermediateDirectories: true)
-            try Data("\(index)".utf8).write(to: URL(fileURLWithPath: project + "/output/n.txt"))
-            let jobDirectory = settings.jobs + "/" + jobID
-            try FileManager.default.createDirectory(atPath: jobDirectory, withIntermediateDirectories: true)
-            try ClusterRecord(
-                message: message, unit: settings.name, attempt: 1, project: project,
-                environment: settings.environments + "/x", python: settings.environments + "/x/bin/python", manifest: Manifest(jobID: jobID, unit: settings.name, python: "3")
-            ).write(in: jobDirectory)
+            try ClusterAdoptionTests.prepareFirstAttempt(message, settings: settings, output: ("n.txt", "\(index)"))
             return message
         }
 
