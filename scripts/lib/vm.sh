@@ -13,6 +13,8 @@
 #   vm_start DIR PORTS...      boots it; each PORTS entry GUEST forwards 127.0.0.1:<free port> to the
 #                              guest's GUEST; waits until its engine answers and exports
 #                              VM_DOCKER_HOST; VM_PORT_<GUEST> holds each forwarded port
+#   vm_engine_answers          true when the guest's engine answers within a minute
+#   vm_console DIR             prints the guest's console (kernel warnings, engine errors, heartbeat)
 #   vm_stop DIR                powers it off
 #
 # The guest's engine listens only inside the VM; qemu forwards it to 127.0.0.1 of this machine.
@@ -124,7 +126,13 @@ docker image ls --format '{{.Repository}}:{{.Tag}}' | sed 's/^/ferry-vm: image /
 # -t: after the client closes its side (docker exec without input), the engine's answer still comes.
 socat -t 600 TCP-LISTEN:2375,fork,reuseaddr UNIX-CONNECT:/run/docker.sock &
 say "listening"
-while true; do sleep 3600; done
+# What the host shows when the engine stops answering (vm_console): the engine's warnings and
+# errors as they happen, and a heartbeat that tells a frozen guest from a stuck engine.
+tail -n 0 -F /var/log/dockerd.log 2>/dev/null | grep --line-buffered -E 'level=(warning|error|fatal)' | sed -u 's/^/ferry-vm: dockerd: /' &
+while true; do
+  sleep 60
+  say "alive, load $(cut -d' ' -f1-3 /proc/loadavg), $(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo) MiB available"
+done
 SH
   chmod 755 "$root/sbin/ferry-vm-init"
   vm_load_images "$dir" "$root/var/lib/docker" "$@"
@@ -162,18 +170,23 @@ vm_start() {
     forwards="$forwards,hostfwd=tcp:127.0.0.1:$port-:$guest"
     export "VM_PORT_$guest=$port"
   done
-  rm -f "$dir/console.log"
+  rm -f "$dir/console.log" "$dir/qemu.pid" "$dir/qmp.sock"
+  # The guest writes the stack's layers and volumes into the sparse disk file: a host that runs out
+  # of room shows as I/O errors on the guest's console (werror=report), not as a VM that qemu
+  # pauses without a word (its default).
+  echo "vm: $(df -h --output=avail "$dir" | tail -n 1 | tr -d ' ') free on the host for the VM's disk"
   # Two virtual CPUs (one host thread each under multi-threaded TCG) and 6 GiB, as a small host.
   qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 6144 -nographic -no-reboot \
     -kernel "$VM_KERNEL" -initrd "$dir/initrd" \
     -append "console=ttyS0 panic=-1 quiet loglevel=4" \
-    -drive "file=$dir/disk.img,if=virtio,format=raw" \
+    -drive "file=$dir/disk.img,if=virtio,format=raw,werror=report,rerror=report" \
+    -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
     -netdev "user,id=net0,$forwards" -device virtio-net-pci,netdev=net0 \
     -serial "file:$dir/console.log" -monitor none -display none \
     -pidfile "$dir/qemu.pid" > "$dir/qemu.log" 2>&1 < /dev/null &
   until grep -aq "ferry-vm: listening" "$dir/console.log" 2>/dev/null; do
     waited=$((waited + 1))
-    if [ "$waited" -gt 900 ] || ! kill -0 "$(cat "$dir/qemu.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
+    if [ "$waited" -gt 300 ] || ! kill -0 "$(cat "$dir/qemu.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
       echo "vm: the engine in the VM did not come up; its console:" >&2
       tail -n 40 "$dir/console.log" "$dir/qemu.log" >&2
       return 1
@@ -182,6 +195,42 @@ vm_start() {
   done
   grep -ao "ferry-vm: .*" "$dir/console.log" | sed 's/^/vm: /'
   export VM_DOCKER_HOST="tcp://127.0.0.1:$docker_port"
+}
+
+# vm_engine_answers: true when the guest's engine answers within a minute (a guest that froze under
+# emulation takes the connection through qemu and never answers).
+vm_engine_answers() {
+  DOCKER_HOST=$VM_DOCKER_HOST timeout 60 "$DOCKER" info > /dev/null 2>&1
+}
+
+# vm_console DIR: the guest's last words (its kernel's warnings, the engine's errors, the heartbeat)
+# and qemu's.
+vm_console() {
+  local dir=$1
+  echo "vm: the VM's console (last lines):"
+  grep -av "^ferry-vm: image " "$dir/console.log" 2>/dev/null | tail -n 60 | sed 's/^/vm: | /'
+  [ -s "$dir/qemu.log" ] && sed 's/^/vm: qemu: /' "$dir/qemu.log"
+  # Whether qemu runs the guest or paused it (and why), from its QMP socket.
+  [ -S "$dir/qmp.sock" ] && python3 - "$dir/qmp.sock" <<'PY' 2>&1 | sed 's/^/vm: qemu: /'
+import json, socket, sys
+with socket.socket(socket.AF_UNIX) as qmp:
+    qmp.settimeout(5)
+    try:
+        qmp.connect(sys.argv[1])
+        lines = qmp.makefile("rw")
+        lines.readline()
+        for command in ("qmp_capabilities", "query-status"):
+            lines.write(json.dumps({"execute": command}) + "\n")
+            lines.flush()
+            answer = {}
+            while "return" not in answer and "error" not in answer:  # events come in between
+                answer = json.loads(lines.readline())
+        status = answer.get("return", {})
+        print(f"status {status.get('status')}, running {status.get('running')}")
+    except (OSError, ValueError) as error:
+        print(f"no answer on its QMP socket ({error})")
+PY
+  return 0
 }
 
 vm_stop() {
