@@ -227,10 +227,10 @@ struct SweepsController {
                         try await writer.write(ByteBuffer(bytes: archive.folder(name)))
                     case (.file, .stored), (.file, .deflated):
                         guard !entry.isEncrypted else { continue }
-                        let stored = try await threads.runIfActive { try reader.openStored(entry) }
+                        let (stored, crc) = try await threads.runIfActive { try reader.openStored(entry) }
                         defer { stored.close() }
                         try await writer.write(ByteBuffer(bytes: archive.file(
-                            name, method: entry.compression == .stored ? .stored : .deflated, crc: stored.crc,
+                            name, method: entry.compression == .stored ? .stored : .deflated, crc: crc,
                             compressedSize: entry.compressedSize, size: entry.size
                         )))
                         while true {

@@ -214,7 +214,7 @@ extension ZipReader {
 extension ZipReader {
     /// A regular file entry's bytes as the archive stores them (still compressed) with its CRC, for
     /// copying it into another archive without decompressing and compressing it again.
-    public func openStored(_ entry: ZipEntry) throws -> StoredEntry {
+    public func openStored(_ entry: ZipEntry) throws -> (bytes: EntryStream, crc: UInt32) {
         guard let archive else { throw ZipError(.io, "the archive \(path) was closed") }
         guard entry.kind == .file, !entry.isEncrypted else { throw ZipError(.notRegularFile, "\(entry.name) is not a plain file") }
         var stat = zip_stat_t()
@@ -224,29 +224,40 @@ extension ZipReader {
         guard let file = zip_fopen_index(archive, zip_uint64_t(entry.index), zip_flags_t(ZIP_FL_COMPRESSED)) else {
             throw ZipError(.corrupt, "cannot read \(entry.name): \(String(cString: zip_strerror(archive)))")
         }
-        return StoredEntry(reader: self, file: file, crc: stat.crc, remaining: entry.compressedSize)
+        return (EntryStream(reader: self, file: file, remaining: entry.compressedSize), stat.crc)
+    }
+
+    /// A regular file entry's contents, decompressed: exactly the size its directory declares, in
+    /// chunks, for serving one file of an archive of any size without unpacking it.
+    public func openContents(_ entry: ZipEntry) throws -> EntryStream {
+        guard let archive else { throw ZipError(.io, "the archive \(path) was closed") }
+        guard entry.kind == .file else { throw ZipError(.notRegularFile, "\(entry.name) is not a regular file") }
+        guard !entry.isEncrypted else { throw ZipError(.encrypted, "\(entry.name) is encrypted") }
+        guard let file = zip_fopen_index(archive, zip_uint64_t(entry.index), 0) else {
+            throw ZipError(.corrupt, "cannot read \(entry.name): \(String(cString: zip_strerror(archive)))")
+        }
+        return EntryStream(reader: self, file: file, remaining: entry.size)
     }
 }
 
-/// One entry's stored bytes, read in chunks; keeps its archive open until closed. Like the reader,
-/// to be used from one thread at a time (it moves between pool threads, never shared).
-public final class StoredEntry: @unchecked Sendable {
+/// One entry's bytes (as stored, or decompressed), read in chunks; keeps its archive open until
+/// closed, so close it before its reader. Like the reader, to be used from one thread at a time (it
+/// moves between pool threads, never shared).
+public final class EntryStream: @unchecked Sendable {
     private let reader: ZipReader
     private var file: OpaquePointer?
-    public let crc: UInt32
     private var remaining: UInt64
 
-    init(reader: ZipReader, file: OpaquePointer, crc: UInt32, remaining: UInt64) {
+    init(reader: ZipReader, file: OpaquePointer, remaining: UInt64) {
         self.reader = reader
         self.file = file
-        self.crc = crc
         self.remaining = remaining
     }
 
     deinit { close() }
 
-    /// The next at most `maxBytes`; empty at the end. Stops with `corrupt` when the archive holds fewer
-    /// bytes than its directory declares (the copy would not match the header already sent).
+    /// The next at most `maxBytes`; empty at the end. Stops with `corrupt` when the entry yields fewer
+    /// bytes than its directory declares (the copy or download would not match the size already sent).
     public func read(maxBytes: Int = 256 << 10) throws -> [UInt8] {
         guard let file, remaining > 0 else { return [] }
         let count = Int(min(UInt64(maxBytes), remaining))

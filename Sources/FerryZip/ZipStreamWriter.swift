@@ -2,7 +2,7 @@ import Foundation
 
 /// Writes a zip archive front to back, for sending as it is made (a response that starts at once
 /// and never sits whole in memory or on disk). Entries are copied as their source archive stores
-/// them (`StoredEntry`), so their sizes and CRC are known before their header goes out and no data
+/// them (`ZipReader.openStored`), so their sizes and CRC are known before their header goes out and no data
 /// descriptor is needed. Sizes, offsets and counts past the classic format's limits get ZIP64
 /// records, which every current unzip tool reads. Names are UTF-8 (flag bit 11).
 public struct ZipStreamWriter: Sendable {

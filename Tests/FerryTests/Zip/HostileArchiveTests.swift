@@ -6,8 +6,8 @@ import Testing
 
 @Suite("Archives that lie or attack")
 struct HostileArchiveTests {
-    /// Zips 1 MiB of zeros, then rewrites the declared size in both headers to 4096 bytes.
-    private func lyingArchive(in work: TemporaryDirectory) throws -> String {
+    /// Zips 1 MiB of zeros, then rewrites the declared size in both headers to `declared` bytes.
+    private func lyingArchive(in work: TemporaryDirectory, declared: UInt32 = 4096) throws -> String {
         try FileManager.default.createDirectory(atPath: work.file("src"), withIntermediateDirectories: true)
         try Data(count: 1 << 20).write(to: URL(fileURLWithPath: work.file("src/bomb.bin")))
         try ZipWriter.archive(folder: work.file("src"), to: work.file("lying.zip"))
@@ -16,7 +16,7 @@ struct HostileArchiveTests {
             var index = 0
             while index + 4 <= bytes.count {
                 if Array(bytes[index..<index + 4]) == signature {
-                    bytes.replaceSubrange(index + sizeOffset..<index + sizeOffset + 4, with: [0x00, 0x10, 0x00, 0x00])
+                    bytes.replaceSubrange(index + sizeOffset..<index + sizeOffset + 4, with: (0..<4).map { UInt8(truncatingIfNeeded: declared >> (8 * $0)) })
                 }
                 index += 1
             }
@@ -35,6 +35,34 @@ struct HostileArchiveTests {
         let error = #expect(throws: ZipError.self) { try reader.extract(entry, to: work.file("bomb.bin")) }
         #expect(error?.code == .sizeMismatch)
         #expect(!FileManager.default.fileExists(atPath: work.file("bomb.bin")), "a partial file was left behind")
+    }
+
+    /// What the job page's single-file download streams: exactly the declared size (the length it
+    /// already sent), never more; an entry that holds less stops with `corrupt`.
+    @Test func aStreamedEntryYieldsExactlyItsDeclaredSize() throws {
+        let work = try TemporaryDirectory()
+        for (declared, holds) in [(UInt32(4096), true), (UInt32(2 << 20), false)] {
+            let reader = try ZipReader(path: lyingArchive(in: work, declared: declared))
+            defer { reader.close() }
+            let stream = try reader.openContents(try #require(reader.entries.first { $0.name == "bomb.bin" }))
+            defer { stream.close() }
+            var total = 0
+            func drain() throws {
+                while true {
+                    let chunk = try stream.read(maxBytes: 1000)
+                    if chunk.isEmpty { return }
+                    total += chunk.count
+                }
+            }
+            if holds {
+                try drain()
+                #expect(total == 4096)
+            } else {
+                let error = #expect(throws: ZipError.self) { try drain() }
+                #expect(error?.code == .corrupt)
+                #expect(total <= 1 << 20)
+            }
+        }
     }
 
     @Test func extractionEnforcesTheByteCapOnRealBytes() throws {
