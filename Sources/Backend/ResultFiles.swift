@@ -34,8 +34,6 @@ struct ResultFiles {
     static let listLimit = 5_000
     /// The most a preview reads of a text, table or JSON file.
     static let previewBytes = 64 << 10
-    /// The most served of one file alone (images too); a larger one is in the result zip.
-    static let fileLimit = 64 << 20
 
     static let imageTypes = ["png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "svg": "image/svg+xml"]
 
@@ -85,40 +83,39 @@ extension JobsController {
     }
 
     /// `GET /api/v1/jobs/{id}/file?name=<entry>`: one file of the result, read from the zip alone.
-    /// An image is served as itself; anything else as an attachment. With `preview=1`, a text,
-    /// table or JSON file's first 64 KiB as plain text (`X-Ferry-Truncated: true` when it holds more).
+    /// An image is served as itself; anything else as an attachment, streamed a chunk at a time
+    /// whatever its size. With `preview=1`, a text, table or JSON file's first 64 KiB as plain text
+    /// (`X-Ferry-Truncated: true` when it holds more).
     @Sendable func resultFile(_ request: Request, context: BackendContext) async throws -> Response {
         let job = try await ownedJob(context)
         let query = request.uri.queryParameters
         guard let name = query.get("name"), !name.isEmpty, name.utf8.count <= 4096 else {
             throw APIError(.badRequest, code: "query.missing_name", message: "name must be the path of a file in the result, as /files lists it.")
         }
-        let preview = query.get("preview") != nil
         let path = try await resultPath(of: job)
-        let kind = ResultFiles.kind(of: name)
-        let limit = preview && kind != .image ? ResultFiles.previewBytes : ResultFiles.fileLimit
-        let read: (bytes: [UInt8], truncated: Bool)? = try await settings.fileThreads.runIfActive {
+        let threads = settings.fileThreads
+        let found: (reader: ZipReader, entry: ZipEntry)? = try await threads.runIfActive {
             let reader = try ZipReader(path: path, maxEntries: 1_000_000)
-            defer { reader.close() }
-            guard let entry = reader.entries.first(where: { $0.name == name && $0.kind == .file }) else { return nil }
-            return try reader.prefix(of: entry, maxBytes: limit)
+            guard let entry = reader.entries.first(where: { $0.name == name && $0.kind == .file }) else {
+                reader.close()
+                return nil
+            }
+            return (reader, entry)
         }
-        guard let read else {
+        guard let (reader, entry) = found else {
             throw APIError(.notFound, code: "job.no_such_file", message: "The result of job \(job.id) has no file by that name.")
         }
         var headers: HTTPFields = [.cacheControl: "private, no-store"]
-        if preview && kind != .image {
+        let suffix = (name as NSString).pathExtension.lowercased()
+        if query.get("preview") != nil && ResultFiles.kind(of: name) != .image {
+            let read = try await threads.runIfActive {
+                defer { reader.close() }
+                return try reader.prefix(of: entry, maxBytes: ResultFiles.previewBytes)
+            }
             headers[.contentType] = "text/plain; charset=utf-8"
             headers[HTTPField.Name("X-Ferry-Truncated")!] = read.truncated ? "true" : "false"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: read.bytes)))
         }
-        guard !read.truncated else {
-            throw APIError(
-                .contentTooLarge, code: "job.file_too_large",
-                message: "That file is larger than \(ResultFiles.fileLimit >> 20) MiB, too large to serve alone; download the whole result instead."
-            )
-        }
-        let suffix = (name as NSString).pathExtension.lowercased()
         if query.get("download") == nil, let type = ResultFiles.imageTypes[suffix] {
             // Shown as an image only: the page puts it in <img>, where an SVG's scripts never run,
             // and opened directly the API's sandboxing CSP keeps them from running too.
@@ -128,6 +125,23 @@ extension JobsController {
             headers[.contentType] = "application/octet-stream"
             headers[.contentDisposition] = "attachment; filename=\"\(ResultFiles.downloadName(name))\""
         }
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: read.bytes)))
+        let contents: EntryStream
+        do {
+            contents = try await threads.runIfActive { try reader.openContents(entry) }
+        } catch {
+            _ = try? await threads.runIfActive { reader.close() }
+            throw error
+        }
+        let body = ResponseBody(contentLength: Int(entry.size)) { writer in
+            // The entry's stream first: it reads through the reader's archive.
+            defer { contents.close(); reader.close() }
+            while true {
+                let chunk = try await threads.runIfActive { try contents.read() }
+                if chunk.isEmpty { break }
+                try await writer.write(ByteBuffer(bytes: chunk))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
     }
 }

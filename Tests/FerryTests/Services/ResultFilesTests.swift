@@ -81,6 +81,38 @@ struct ResultFilesTests {
         }
     }
 
+    /// A file larger than anything read at once (80 MiB, zipped by Info-ZIP) comes whole and
+    /// unchanged, streamed with its length: nothing caps a single file's download.
+    @Test func aFileOfAnySizeIsDownloadedAlone() async throws {
+        try await BackendRouterTests.withFixture { fixture, client in
+            let dana = try await client.account("dana")
+            let job = try await BackendSessionTests.upload(client, token: dana)
+            let work = try TemporaryDirectory("ferry-large-result")
+            try FileManager.default.createDirectory(atPath: work.file("output/data"), withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: work.file("output/data/large.bin"), contents: nil)
+            let file = try FileHandle(forWritingTo: URL(fileURLWithPath: work.file("output/data/large.bin")))
+            var block = [UInt8](repeating: 0, count: 1 << 20)
+            for index in block.indices { block[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index >> 11) }
+            for number in 0..<80 {
+                block[0] = UInt8(number)
+                block[block.count / 2] = UInt8(truncatingIfNeeded: number &* 3)
+                try file.write(contentsOf: Data(block))
+            }
+            try file.close()
+            try FileManager.default.createDirectory(atPath: fixture.directory.file("results"), withIntermediateDirectories: true)
+            try await ToolZipTests.run("zip", ["-qr", fixture.directory.file("results/\(job.id).zip"), "data"], in: work.file("output"))
+            #expect(try await fixture.store.advance(job.id, to: .succeeded, at: Date(), resultBytes: 1))
+
+            let written = try Data(contentsOf: URL(fileURLWithPath: work.file("output/data/large.bin")))
+            try await client.execute(uri: "/api/v1/jobs/\(job.id)/file?name=data/large.bin", method: .get, headers: [.authorization: "Bearer \(dana)"]) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentLength] == String(80 << 20))
+                #expect(response.headers[.contentDisposition] == "attachment; filename=\"large.bin\"")
+                #expect(Data(response.body.readableBytesView) == written)
+            }
+        }
+    }
+
     @Test func aJobWithoutAResultHasNoFiles() async throws {
         try await BackendRouterTests.withFixture { _, client in
             let dana = try await client.account("dana")
