@@ -108,8 +108,11 @@ struct BackendProxy: Sendable {
             for (name, value) in upstream.headers where !Self.hopByHop.contains(name) && name != "content-length" && name != "date" && name != "server" {
                 if let field = HTTPField.Name(name) { responseHeaders[field] = value }
             }
+            // A download's length goes through, so the browser shows its progress and the time left
+            // (a body that ends short is then cut off, as it would be without it).
+            let length = request.method == .get && upstream.status == 200 ? upstream.headers["content-length"].flatMap { Int($0) } : nil
             let pipe = upstream.body
-            return Response(status: .init(code: upstream.status), headers: responseHeaders, body: ResponseBody { writer in
+            return Response(status: .init(code: upstream.status), headers: responseHeaders, body: ResponseBody(contentLength: length) { writer in
                 defer { pipe.close() }
                 while let chunk = try await pipe.read() {
                     try await writer.write(ByteBuffer(bytes: chunk))

@@ -43,6 +43,8 @@ struct ResultBrowserTests {
         #expect(image.status == 200 && image.headers["content-type"] == "image/png")
         #expect(Array(image.body.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         #expect(image.headers["x-content-type-options"] == "nosniff")
+        // Its length comes through the Frontend, so a browser shows a download's progress.
+        #expect(image.headers["content-length"] == String(image.body.count) && image.headers["transfer-encoding"] == nil)
         let svg = try await get("/file?name=figure.svg")
         #expect(svg.headers["content-type"] == "image/svg+xml" && svg.headers["content-security-policy"]?.contains("sandbox") == true)
         let table = try await get("/file?name=scores.csv&preview=1")
