@@ -132,6 +132,9 @@ tail -n 0 -F /var/log/dockerd.log 2>/dev/null | grep --line-buffered -E 'level=(
 while true; do
   sleep 60
   say "alive, load $(cut -d' ' -f1-3 /proc/loadavg), $(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo) MiB available"
+  # What a container start waits on when it hangs: a process stuck in the kernel (state D), or one
+  # of the engine's helpers (runc, iptables, modprobe) running for over a minute.
+  ps -eo stat=,etimes=,pid=,args= | awk '$1 ~ /^D/ || ($2 > 60 && $4 ~ /(runc|iptables|ip6tables|modprobe)$/) { $1 = $1; print "ferry-vm: waiting: " $0 }' | head -n 20
 done
 SH
   chmod 755 "$root/sbin/ferry-vm-init"
