@@ -132,7 +132,7 @@ extension JobsController {
             _ = try? await threads.runIfActive { reader.close() }
             throw error
         }
-        let body = ResponseBody(contentLength: Int(entry.size)) { writer in
+        let body = ResponseBody(contentLength: Int(exactly: entry.size)) { writer in
             // The entry's stream first: it reads through the reader's archive.
             defer { contents.close(); reader.close() }
             while true {

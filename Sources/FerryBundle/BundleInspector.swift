@@ -64,7 +64,9 @@ public enum BundleInspector {
                 throw BundleError("bundle.encrypted", "\(entry.name) is encrypted. Zip the project again without a password.")
             }
             if entry.size > limits.ratioCheckMinimumBytes, entry.compressionRatio > limits.maxCompressionRatio {
-                throw BundleError("bundle.suspicious_compression", "\(entry.name) is compressed \(Int(entry.compressionRatio)):1, more than the \(Int(limits.maxCompressionRatio)):1 allowed for files over \(limits.ratioCheckMinimumBytes / (1 << 20)) MiB.")
+                // A ratio is infinite for an entry that declares bytes but stores none (no Int for it).
+                let ratio = entry.compressionRatio.isFinite ? "compressed \(Int(entry.compressionRatio)):1" : "declared with \(entry.size >> 20) MiB stored in no bytes at all"
+                throw BundleError("bundle.suspicious_compression", "\(entry.name) is \(ratio), more than the \(Int(limits.maxCompressionRatio)):1 allowed for files over \(limits.ratioCheckMinimumBytes / (1 << 20)) MiB. Zip the project again with a standard tool.")
             }
             total += entry.size
             if total > limits.maxUncompressedBytes {

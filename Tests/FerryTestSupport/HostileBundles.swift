@@ -17,6 +17,10 @@ public enum HostileBundles {
         ("code.py too deep", "bundle.missing_code_py", { $0.file("a/b/code.py", "print(1)") }),
         ("two project folders", "bundle.ambiguous_project", { $0.file("a/code.py", ""); $0.file("b/code.py", "") }),
         ("only litter", "bundle.empty", { $0.file("__MACOSX/._code.py", "x"); $0.file(".DS_Store", "x") }),
+        ("megabytes declared in zero bytes", "bundle.suspicious_compression", {
+            $0.file("p/code.py", "")
+            $0.add(.init(name: "p/data.bin", data: [], declaredSize: 2 << 20))
+        }),
     ]
 
     /// requirements.txt lines that would reach past the operator's package index or the bundle,
