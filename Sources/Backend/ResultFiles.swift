@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import HTTPTypes
 import NIOCore
+import NIOPosix
 
 /// The files in a job's result, and one of them at a time, without unpacking the result: what
 /// the job page lists and previews. Everything a job wrote is hostile: entries are looked up by
@@ -129,19 +130,27 @@ extension JobsController {
         do {
             contents = try await threads.runIfActive { try reader.openContents(entry) }
         } catch {
-            _ = try? await threads.runIfActive { reader.close() }
+            reader.close()
             throw error
         }
         let body = ResponseBody(contentLength: Int(exactly: entry.size)) { writer in
             // The entry's stream first: it reads through the reader's archive.
             defer { contents.close(); reader.close() }
-            while true {
-                let chunk = try await threads.runIfActive { try contents.read() }
-                if chunk.isEmpty { break }
-                try await writer.write(ByteBuffer(bytes: chunk))
-            }
+            try await contents.send(to: &writer, reading: threads)
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)
+    }
+}
+
+extension EntryStream {
+    /// Sends the rest of the entry to a response, a chunk at a time, each read on `threads` (libzip
+    /// blocks): a single file's download and the sweep's combined zip.
+    func send(to writer: inout any ResponseBodyWriter, reading threads: NIOThreadPool) async throws {
+        while true {
+            let chunk = try await threads.runIfActive { try self.read() }
+            if chunk.isEmpty { return }
+            try await writer.write(ByteBuffer(bytes: chunk))
+        }
     }
 }

@@ -233,11 +233,7 @@ struct SweepsController {
                             name, method: entry.compression == .stored ? .stored : .deflated, crc: crc,
                             compressedSize: entry.compressedSize, size: entry.size
                         )))
-                        while true {
-                            let chunk = try await threads.runIfActive { try stored.read() }
-                            if chunk.isEmpty { break }
-                            try await writer.write(ByteBuffer(bytes: chunk))
-                        }
+                        try await stored.send(to: &writer, reading: threads)
                     default:
                         continue  // Ferry's results hold only stored and deflated files and folders
                     }
