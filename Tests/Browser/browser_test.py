@@ -211,6 +211,12 @@ def main():
         browser.wait("the manifest on the job page", lambda: "Python" in browser.find("#manifest").text, 20)
         expect("Succeeded" in browser.find("#history").text, "the history shows the final status")
         browser.shot("job-succeeded")
+        # A finished job's empty stream says nothing was written, not "yet".
+        driver.find_element(By.ID, "tab-stderr").click()
+        browser.wait("the empty stderr of a finished job", lambda: driver.execute_script(
+            "return getComputedStyle(document.getElementById('log'), '::before').content") == '"Nothing was written."', 20)
+        driver.find_element(By.ID, "tab-stdout").click()
+        browser.wait("stdout again", lambda: "mean is 2.0" in browser.find("#log").text, 20)
 
         # The result's files on the job page, previewed without a download: the JSON pretty, the plot as an image.
         browser.wait("the result's files", lambda: "summary.json" in browser.find("#files").text and "plot.png" in browser.find("#files").text, 20)

@@ -161,7 +161,7 @@
     }
     offset = nextOffset;
     if (!log.textContent) log.textContent = "";
-    log.dataset.empty = log.textContent ? "no" : "yes";
+    log.dataset.empty = log.textContent ? "no" : (job && ferry.isFinal(job.status) ? "ended" : "yes");
   }
 
   async function tick() {
